@@ -1,0 +1,45 @@
+# Two commands work on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= ./siftline-data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest clean
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create the virtual environment and install Siftline with its test tools
+
+serve: setup ## Start Siftline on the embedded default (SQLite in $(DATA_DIR))
+	$(BIN)/siftline serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+test: setup ## Run the whole test suite
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+bench-embed: setup ## Query-embedding latency of the built-in model
+	$(BIN)/python benchmarks/embed_latency.py
+
+bench-ingest: setup ## Ingest docs/s with embedding and with supplied vectors
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

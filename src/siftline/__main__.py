@@ -1,0 +1,3 @@
+from siftline.cli import main
+
+main()

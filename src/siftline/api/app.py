@@ -1,0 +1,110 @@
+"""The FastAPI application: routers, the one error envelope, start-up and shut-down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from siftline import __version__
+from siftline.api.routes import collections, documents, health, namespaces
+from siftline.config import Settings
+from siftline.errors import (
+    BadRequestError,
+    InternalServerError,
+    NotFoundError,
+    SiftlineError,
+    UnauthorizedError,
+    ValidationError,
+)
+from siftline.service.container import Services
+
+log = logging.getLogger("siftline")
+
+_BY_STATUS: dict[int, type[SiftlineError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    404: NotFoundError,
+    422: ValidationError,
+}
+
+
+def _envelope(error: SiftlineError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=error.status)
+
+
+def _validation_errors(exc: RequestValidationError) -> ValidationError:
+    errors = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if isinstance(p, str | int)]
+        errors.append({"loc": loc, "msg": err.get("msg", "invalid"), "type": err.get("type", "value_error")})
+    listed = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:10])
+    return ValidationError(f"Request validation failed: {listed}", errors)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SiftlineError)
+    async def _siftline(_: Request, exc: SiftlineError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("internal error: %s", exc.message, exc_info=exc)
+        return _envelope(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _envelope(_validation_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cls = _BY_STATUS.get(exc.status_code, BadRequestError)
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"No route {request.method} {request.url.path}; see /docs for the API."
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}; see /docs."
+        error = cls(message)
+        error.status = exc.status_code
+        return _envelope(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _envelope(InternalServerError("Internal server error; the server log has the details."))
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The application; ``services`` may be given (tests), otherwise opened from ``settings``."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        svc = services or Services.open(settings)
+        svc.bootstrap()
+        app.state.services = svc
+        try:
+            yield
+        finally:
+            if owned:
+                svc.close()
+
+    app = FastAPI(
+        title="Siftline",
+        version=__version__,
+        description="Self-hosted retrieval engine speaking Mixpeek's retriever protocol.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (health, namespaces, collections, documents):
+        app.include_router(module.router)
+    return app
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory siftline.api.app:app_factory``: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,54 @@
+"""Request dependencies: services, the caller's key, and the namespace a request acts in."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from siftline.models import ApiKey, Collection, Namespace
+from siftline.service import collections, keys, namespaces
+from siftline.service.container import Services
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_…`.")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def api_key(
+    request: Request,
+    svc: ServicesDep,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+) -> ApiKey:
+    return keys.authenticate(svc.storage, request.headers.get("authorization"))
+
+
+KeyDep = Annotated[ApiKey, Depends(api_key)]
+
+
+def namespace(
+    svc: ServicesDep,
+    key: KeyDep,
+    x_namespace: Annotated[
+        str | None, Header(description="Namespace name or ns_… id; falls back to ?namespace=, then 'default'.")
+    ] = None,
+    namespace_param: Annotated[str | None, Query(alias="namespace", description="Namespace when no header.")] = None,
+) -> Namespace:
+    requested = x_namespace or namespace_param or namespaces.DEFAULT_NAMESPACE
+    return namespaces.get(svc.storage, key, requested)
+
+
+NamespaceDep = Annotated[Namespace, Depends(namespace)]
+
+
+def collection(svc: ServicesDep, ns: NamespaceDep, collection_identifier: str) -> Collection:
+    return collections.get(svc.storage, ns, collection_identifier)
+
+
+CollectionDep = Annotated[Collection, Depends(collection)]

@@ -1,0 +1,105 @@
+"""Documents of a collection: /v1/collections/{collection_identifier}/documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from siftline.api.deps import CollectionDep, ServicesDep
+from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, paginate
+from siftline.api.schemas.resources import BatchCreateOut, DocumentCountOut, DocumentListBody, DocumentListOut
+
+router = APIRouter(
+    prefix="/v1/collections/{collection_identifier}/documents", tags=["documents"], responses=ERROR_RESPONSES
+)
+
+_DOC_EXAMPLE = {
+    "document_id": "doc_paper_1",
+    "title": "Vitamin D and bone density",
+    "text": "We studied ...",
+    "category": "nutrition",
+    "metadata": {"year": 2021},
+}
+DocumentBody = Annotated[
+    dict[str, Any],
+    Body(
+        description="The document: user fields at the root; optional `document_id` and `vectors` "
+        '(`{"<vector name>": [numbers]}`).',
+        examples=[_DOC_EXAMPLE],
+    ),
+]
+
+
+@router.post("", status_code=201, summary="Create one document")
+def create_document(body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
+    return svc.documents.create(col, body).as_dict()
+
+
+@router.post("/batch", status_code=201, summary="Create many documents in one transaction")
+def create_documents(
+    body: Annotated[dict[str, Any], Body(examples=[{"documents": [_DOC_EXAMPLE]}])],
+    svc: ServicesDep,
+    col: CollectionDep,
+) -> BatchCreateOut:
+    ids = svc.documents.create_batch(col, body)
+    return BatchCreateOut(collection_id=col.collection_id, count=len(ids), document_ids=ids)
+
+
+@router.post("/list", summary="List documents with filters, sort and pagination")
+def list_documents(
+    svc: ServicesDep,
+    col: CollectionDep,
+    body: DocumentListBody | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    cursor: str | None = None,
+    include_total: bool = False,
+) -> DocumentListOut:
+    body = body or DocumentListBody()
+    limit = body.limit or body.page_size or limit
+    offset = body.offset if body.offset is not None else offset
+    include_total = body.include_total if body.include_total is not None else include_total
+    page = svc.documents.list(
+        col,
+        filters=body.filters,
+        sort=body.sort.model_dump() if body.sort else None,
+        limit=limit,
+        offset=offset,
+        cursor=body.cursor or cursor,
+        include_total=include_total,
+        return_vectors=body.return_vectors,
+    )
+    return DocumentListOut(
+        results=[d.as_dict() for d in page.documents],
+        pagination=paginate(page.total, limit, offset, page.next_cursor, page.next_cursor is not None),
+        total_documents=page.total,
+    )
+
+
+@router.get("/count", summary="Count the collection's documents")
+def count_documents(svc: ServicesDep, col: CollectionDep) -> DocumentCountOut:
+    return DocumentCountOut(collection_id=col.collection_id, count=svc.documents.count(col))
+
+
+@router.get("/{document_id}", summary="Get a document")
+def get_document(
+    document_id: str, svc: ServicesDep, col: CollectionDep, return_vectors: bool = False
+) -> dict[str, Any]:
+    return svc.documents.get(col, document_id, with_vectors=return_vectors).as_dict()
+
+
+@router.put("/{document_id}", summary="Replace a document (re-embeds and re-indexes)")
+def replace_document(document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
+    return svc.documents.replace(col, document_id, body).as_dict()
+
+
+@router.patch("/{document_id}", summary="Change some fields of a document (JSON merge patch)")
+def patch_document(document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
+    return svc.documents.patch(col, document_id, body).as_dict()
+
+
+@router.delete("/{document_id}", summary="Delete a document from storage and every index")
+def delete_document(document_id: str, svc: ServicesDep, col: CollectionDep) -> DeleteResponse:
+    svc.documents.delete(col, document_id)
+    return DeleteResponse(message=f"Document '{document_id}' deleted.")

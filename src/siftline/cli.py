@@ -1,0 +1,145 @@
+"""The ``siftline`` command: serve, keys, load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from siftline.config import Settings, load_settings
+from siftline.errors import ConfigError, SiftlineError
+
+app = typer.Typer(help="Siftline: a self-hosted retrieval engine.", no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default ./siftline-data or SIFTLINE_DATA_DIR).")
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def _services(data_dir: Path | None):  # type: ignore[no-untyped-def]
+    from siftline.service.container import Services
+
+    svc = Services.open(_settings(data_dir=data_dir))
+    svc.bootstrap()
+    return svc
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Start the HTTP server on the embedded storage (SQLite + vector files in the data directory)."""
+    import uvicorn
+
+    from siftline.api.app import create_app
+
+    settings = _settings(data_dir=data_dir, host=host, port=port)
+    console.print(f"Siftline on http://{settings.host}:{settings.port} (data: {settings.data_dir.resolve()})")
+    console.print(f"API docs: http://{settings.host}:{settings.port}/docs")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+
+
+@keys_app.command("create")
+def keys_create(
+    data_dir: DataDir = None,
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", help="Limit the key to this namespace (repeatable; created when missing)."),
+    ] = None,
+) -> None:
+    """Create an API key. It is printed once, alone on the last line; only its hash is stored."""
+    from siftline.service import keys, namespaces
+
+    svc = _services(data_dir)
+    try:
+        ids = None
+        if namespace:
+            ids = [namespaces.ensure_namespace(svc.storage, ns).namespace_id for ns in namespace]
+        key, secret = keys.create_key(svc.storage, name, ids)
+    finally:
+        svc.close()
+    limits = ", ".join(namespace) if namespace else "all namespaces"
+    typer.echo(f"Created API key {key.key_id} ({key.name}) for {limits}. Store it now: it is not shown again.")
+    typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (never the secrets)."""
+    svc = _services(data_dir)
+    try:
+        for key in svc.storage.list_keys():
+            state = "revoked" if key.revoked_at else "active"
+            scope = ",".join(key.namespaces) if key.namespaces is not None else "*"
+            typer.echo(f"{key.key_id}\t{key.prefix}…\t{key.name}\t{scope}\t{state}\t{key.created_at.isoformat()}")
+    finally:
+        svc.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key_id (or the prefix) shown by `keys list`.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+    from siftline.service import keys
+
+    svc = _services(data_dir)
+    try:
+        key = keys.revoke_key(svc.storage, key_id)
+    except SiftlineError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        svc.close()
+    typer.echo(f"Revoked {key.key_id} ({key.name}).")
+
+
+@app.command()
+def load(
+    directory: Annotated[Path, typer.Argument(help="A BEIR-style folder with corpus.jsonl (_id, title, text).")],
+    collection: Annotated[str, typer.Option("--collection", help="Collection to load into (created when missing).")],
+    namespace: Annotated[str, typer.Option("--namespace", help="Namespace (created when missing).")] = "default",
+    data_dir: DataDir = None,
+    batch_size: Annotated[int, typer.Option(help="Documents per transaction.")] = 256,
+) -> None:
+    """Bulk-load a BEIR corpus: title and text are embedded and indexed for BM25."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from siftline.service.loader import count_corpus, load_beir
+
+    svc = _services(data_dir)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"Loading {collection}", total=count_corpus(directory))
+            stats = load_beir(
+                svc, directory, collection, namespace, batch_size, lambda n: progress.advance(task, n)
+            )
+    except SiftlineError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        svc.close()
+    typer.echo(json.dumps(stats))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,88 @@
+"""Settings: the one reader of environment variables (``SIFTLINE_*``).
+
+Every field has a default and a description; a bad value aborts start-up with a message naming
+the variable. Tests build ``Settings(...)`` directly and never touch the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIFTLINE_", extra="ignore")
+
+    data_dir: Path = Field(
+        Path("./siftline-data"),
+        description="Directory holding the SQLite database (siftline.db) and the vector files beside it.",
+    )
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
+    bootstrap_key: str | None = Field(
+        None,
+        description="An API key (sk_live_… or sk_test_…) stored on first start when no key exists yet, "
+        "so a fresh deployment can be used without running `siftline keys create`.",
+    )
+    max_batch_documents: int = Field(
+        10_000, ge=1, description="Largest number of documents accepted in one documents/batch request."
+    )
+    max_request_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    embed_batch_size: int = Field(
+        64, ge=1, le=4096, description="Texts embedded per model call during ingest."
+    )
+    embed_max_tokens: int = Field(
+        256, ge=8, le=512, description="Token limit per text for the MiniLM embedder (longer text is truncated)."
+    )
+    embed_threads: int = Field(
+        0, ge=0, description="onnxruntime intra-op threads for embedding (0 = one per core)."
+    )
+    cpu_workers: int = Field(
+        4, ge=1, description="Threads that run CPU work (embedding, vector math) off the event loop."
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        30_000, ge=0, description="How long a SQLite connection waits for a lock before failing."
+    )
+    log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.lower()
+        if value not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return value
+
+    @field_validator("bootstrap_key")
+    @classmethod
+    def _key_shape(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("sk_") and len(value) >= 20):
+            raise ValueError("must look like sk_live_… or sk_test_… and be at least 20 characters")
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "siftline.db"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.data_dir / "vectors"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment plus explicit overrides; a bad value raises ConfigError."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from siftline.errors import ConfigError
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except PydanticValidationError as exc:
+        problems = "; ".join(
+            f"SIFTLINE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"Invalid settings: {problems}") from exc

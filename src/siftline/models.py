@@ -1,0 +1,146 @@
+"""Domain records shared by service, pipeline and storage (no HTTP, no SQL).
+
+The wire shapes live in ``api/schemas``; these are what the service layer works with and what a
+storage backend persists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+
+Metric = Literal["cosine", "dot_product", "euclidean"]
+FeatureKind = Literal["dense", "bm25"]
+PayloadIndexType = Literal["keyword", "integer", "float", "bool", "datetime", "text"]
+
+TEXT_EXTRACTOR = "text_extractor"
+TEXT_EXTRACTOR_VERSION = "v1"
+TEXT_DENSE_OUTPUT = "all_minilm_l6_v2"  # the dense output of text_extractor@v1
+TEXT_BM25_OUTPUT = "bm25"
+USER_VECTOR_EXTRACTOR = "vectors"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Namespace:
+    namespace_id: str
+    namespace_name: str
+    description: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str
+    prefix: str  # the first characters of the key, for people to tell keys apart
+    namespaces: tuple[str, ...] | None  # namespace ids the key is limited to; None = unlimited
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One searchable output of a collection, addressed by its URI."""
+
+    name: str  # the key in a document's "vectors" for user vectors; the output name otherwise
+    kind: FeatureKind
+    extractor: str  # "text_extractor" or "vectors" (user-supplied)
+    version: str
+    dimension: int | None = None
+    metric: Metric | None = None
+    source_fields: tuple[str, ...] = ()  # document fields whose text feeds the feature
+
+    @property
+    def uri(self) -> str:
+        return f"mixpeek://{self.extractor}@{self.version}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PayloadIndex:
+    field_name: str
+    type: PayloadIndexType
+
+
+@dataclass(frozen=True)
+class Collection:
+    collection_id: str
+    namespace_id: str
+    collection_name: str
+    description: str | None
+    feature_extractor: dict[str, Any] | None  # as given: name, version, input_mappings
+    features: tuple[Feature, ...]
+    payload_indexes: tuple[PayloadIndex, ...]
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    write_version: int = 0
+
+    def feature(self, name_or_uri: str) -> Feature | None:
+        for feat in self.features:
+            if name_or_uri in (feat.uri, feat.name):
+                return feat
+        return None
+
+    @property
+    def dense_features(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind == "dense")
+
+    @property
+    def text_features(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.source_fields)
+
+
+@dataclass
+class Document:
+    """A stored document: user fields (``payload``) at the root of the wire form."""
+
+    document_id: str
+    collection_id: str
+    payload: dict[str, Any]
+    internal: dict[str, Any] = field(default_factory=dict)
+    vectors: dict[str, list[float]] | None = None  # only when asked for
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"document_id": self.document_id, "collection_id": self.collection_id}
+        out.update(self.payload)
+        out["_internal"] = self.internal
+        if self.vectors is not None:
+            out["vectors"] = self.vectors
+        return out
+
+
+@dataclass
+class DocumentWrite:
+    """What ingest hands storage: the document plus its computed feature data."""
+
+    document_id: str
+    payload: dict[str, Any]
+    internal: dict[str, Any]
+    vectors: dict[str, np.ndarray]  # feature name → float32 vector
+    texts: dict[str, str]  # bm25 feature name → indexed text
+
+
+@dataclass(frozen=True)
+class SortSpec:
+    field: str
+    direction: Literal["asc", "desc"] = "asc"
+
+
+@dataclass
+class DocumentPage:
+    documents: list[Document]
+    next_cursor: str | None
+    total: int | None

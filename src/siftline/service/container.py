@@ -1,0 +1,35 @@
+"""The services one running Siftline shares: storage, embedder and the use-case objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from siftline.config import Settings
+from siftline.features.embedder import TextEmbedder
+from siftline.service import keys, namespaces
+from siftline.service.documents import DocumentService
+from siftline.storage.base import Storage
+from siftline.storage.factory import open_storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    storage: Storage
+    embedder: TextEmbedder
+    documents: DocumentService
+
+    @classmethod
+    def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
+        storage = open_storage(settings)
+        embedder = embedder or TextEmbedder(settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size)
+        return cls(settings, storage, embedder, DocumentService(storage, embedder, settings.max_batch_documents))
+
+    def bootstrap(self) -> None:
+        """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""
+        namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
+        if self.settings.bootstrap_key and self.storage.count_keys() == 0:
+            keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)
+
+    def close(self) -> None:
+        self.storage.close()

@@ -1,0 +1,117 @@
+"""Storage protocols: what the service and pipeline layers may ask of a backend.
+
+A backend (``storage/sqlite``, later ``storage/postgres``) implements :class:`Storage`. Every
+backend exception is translated here-below into :class:`siftline.errors.StorageError`; not-found
+is reported by returning ``None`` / ``False`` so the service decides the user-facing error.
+Namespaces scope everything: every collection and document call names its namespace or a
+collection already resolved inside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from siftline.models import (
+    ApiKey,
+    Collection,
+    Document,
+    DocumentPage,
+    DocumentWrite,
+    Feature,
+    Namespace,
+    SortSpec,
+)
+from siftline.pipeline.filters import Node
+
+
+class KeyStore(Protocol):
+    def create_key(self, key: ApiKey, key_hash: str) -> None: ...
+    def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+    def list_keys(self) -> list[ApiKey]: ...
+    def revoke_key(self, key_id_or_prefix: str) -> ApiKey | None: ...
+    def count_keys(self) -> int: ...
+
+
+class NamespaceStore(Protocol):
+    def create_namespace(self, namespace: Namespace) -> None:
+        """Raises AlreadyExistsError when the name or id is taken."""
+
+    def get_namespace(self, id_or_name: str) -> Namespace | None: ...
+    def list_namespaces(
+        self, limit: int, offset: int, allowed: Sequence[str] | None = None
+    ) -> tuple[list[Namespace], int]: ...
+    def update_namespace(self, namespace: Namespace) -> None: ...
+    def delete_namespace(self, namespace_id: str) -> bool:
+        """Deletes the namespace and everything in it (collections, documents, indexes)."""
+
+
+class CollectionStore(Protocol):
+    def create_collection(self, collection: Collection) -> None:
+        """Raises AlreadyExistsError when the name is taken in the namespace."""
+
+    def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None: ...
+    def list_collections(self, namespace_id: str, limit: int, offset: int) -> tuple[list[Collection], int]: ...
+    def update_collection(self, collection: Collection) -> None:
+        """Metadata only (name, description, metadata)."""
+
+    def delete_collection(self, collection: Collection) -> bool:
+        """Deletes the collection, its documents and every index of it."""
+
+
+class DocumentStore(Protocol):
+    def put_documents(self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool) -> None:
+        """Insert (``replace=False``; an existing id raises AlreadyExistsError and nothing is written)
+        or upsert documents with their vectors and full-text, in one transaction; durable on return."""
+
+    def get_documents(
+        self, collection: Collection, document_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[Document]:
+        """The documents found, in the order asked; missing ids are left out."""
+
+    def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
+        """Removes documents from storage and from every index; returns how many existed."""
+
+    def list_documents(
+        self,
+        collection: Collection,
+        *,
+        filter: Node | None = None,
+        sort: SortSpec | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        cursor: str | None = None,
+        include_total: bool = False,
+        with_vectors: bool = False,
+    ) -> DocumentPage: ...
+
+    def count_documents(self, collection: Collection, filter: Node | None = None) -> int: ...
+
+
+class SearchIndex(Protocol):
+    """Searches over a collection's features; results are (document_id, score), best first."""
+
+    def vector_search(
+        self,
+        collection: Collection,
+        feature: Feature,
+        query: np.ndarray,
+        top_k: int,
+        filter: Node | None = None,
+    ) -> list[tuple[str, float]]:
+        """Higher score is better: cosine similarity, dot product, or negated euclidean distance."""
+
+    def text_search(
+        self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None
+    ) -> list[tuple[str, float]]:
+        """BM25 over the feature's text (higher is better); terms are ORed."""
+
+
+@runtime_checkable
+class Storage(KeyStore, NamespaceStore, CollectionStore, DocumentStore, SearchIndex, Protocol):
+    """A whole backend."""
+
+    def close(self) -> None: ...
+    def info(self) -> dict[str, Any]: ...

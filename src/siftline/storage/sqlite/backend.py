@@ -1,0 +1,31 @@
+"""The embedded backend: one SQLite file plus vector snapshot files beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from siftline.storage.sqlite.catalog import CatalogMixin
+from siftline.storage.sqlite.db import Database
+from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.search import SearchMixin
+from siftline.storage.sqlite.vectors import ExactIndex
+
+
+class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin):
+    """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
+
+    name = "sqlite"
+
+    def __init__(self, database_path: Path, vectors_dir: Path, busy_timeout_ms: int = 30_000) -> None:
+        self.db = Database(database_path, busy_timeout_ms)
+        self.vectors_dir = vectors_dir
+        self._indexes: dict[int, ExactIndex] = {}
+        self._feature_seqs: dict[tuple[str, str, str], int] = {}
+
+    def close(self) -> None:
+        self.save_snapshots()
+        self.db.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": self.name, "database": str(self.db.path), "vector_indexes_loaded": len(self._indexes)}

@@ -1,0 +1,160 @@
+"""SQLite connections and schema for the embedded backend.
+
+WAL mode; one write connection behind a lock (``BEGIN IMMEDIATE`` so writers from another process,
+such as ``siftline load``, queue instead of failing); one read connection per thread. Every
+connection gets the filter functions of :mod:`siftline.storage.sqlite.filter_sql`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from siftline.errors import StorageError
+from siftline.storage.sqlite.filter_sql import register_functions
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    namespaces TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS namespaces (
+    namespace_id TEXT PRIMARY KEY,
+    namespace_name TEXT NOT NULL UNIQUE,
+    description TEXT,
+    metadata TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS collections (
+    seq INTEGER PRIMARY KEY,
+    collection_id TEXT NOT NULL UNIQUE,
+    namespace_id TEXT NOT NULL REFERENCES namespaces(namespace_id),
+    collection_name TEXT NOT NULL,
+    description TEXT,
+    config TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    write_version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (namespace_id, collection_name)
+);
+CREATE TABLE IF NOT EXISTS features (
+    seq INTEGER PRIMARY KEY,
+    collection_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    UNIQUE (collection_id, name, kind)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    rowid INTEGER PRIMARY KEY,
+    collection_id TEXT NOT NULL,
+    document_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    internal TEXT NOT NULL,
+    UNIQUE (collection_id, document_id)
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    feature_seq INTEGER NOT NULL,
+    doc_rowid INTEGER NOT NULL,
+    vec BLOB NOT NULL,
+    PRIMARY KEY (feature_seq, doc_rowid)
+) WITHOUT ROWID;
+"""
+
+
+def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across process crashes
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA cache_size = -65536")
+    register_functions(conn)
+    return conn
+
+
+class Database:
+    """The database file with its writer and per-thread readers."""
+
+    def __init__(self, path: Path, busy_timeout_ms: int = 30_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._write_lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        try:
+            self._writer = self._connect()
+            self._writer.execute("PRAGMA journal_mode = WAL")
+            self._writer.executescript(SCHEMA)
+            self._writer.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+            self._writer.commit()
+        except sqlite3.Error as exc:
+            raise StorageError(f"Cannot open the database at {path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        return _configure(conn, self.busy_timeout_ms)
+
+    def reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read connection; reads inside one ``with`` block see one snapshot."""
+        conn = self.reader()
+        try:
+            conn.execute("BEGIN")
+            yield conn
+        except sqlite3.Error as exc:
+            raise StorageError(f"Database read failed: {exc}") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """The write connection inside ``BEGIN IMMEDIATE``; commits on success, rolls back on error."""
+        with self._write_lock:
+            conn = self._writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"Database is busy or unwritable: {exc}") from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"Database write failed: {exc}") from exc
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for conn in self._readers:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._readers.clear()
+        with self._write_lock, contextlib.suppress(sqlite3.Error):
+            self._writer.close()

@@ -1,0 +1,344 @@
+"""Documents, their vectors and their full-text rows in SQLite, plus the searches over them.
+
+One document is one ``documents`` row (user fields as JSON in ``payload``); each dense feature
+keeps its vector in ``vectors`` (float32 blob) and in an in-memory :class:`ExactIndex`; each BM25
+feature has its own FTS5 table ``fts_<feature_seq>`` (``porter unicode61``) whose rowid is the
+document's rowid, so statistics never mix collections. Every write bumps the collection's
+``write_version`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siftline.errors import AlreadyExistsError, BadRequestError
+from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
+from siftline.pipeline.filters import Node
+from siftline.storage.sqlite.db import Database
+from siftline.storage.sqlite.filter_sql import compile_filter
+from siftline.storage.sqlite.vectors import ExactIndex, prepare
+
+_CHUNK = 500
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fts_query(text: str) -> str:
+    """An FTS5 MATCH expression ORing the query's words (each quoted, so no syntax leaks)."""
+    return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
+
+
+def sort_expression(field: str, alias: str = "d") -> tuple[str, list[Any]]:
+    """SQL for the value a sort orders by (the same field mapping the filters use)."""
+    head, *rest = field.split(".")
+    if head in ("document_id", "collection_id") and not rest:
+        return f"{alias}.{head}", []
+    column, segments = ("internal", rest) if head == "_internal" else ("payload", [head, *rest])
+    if not segments or any('"' in s for s in segments):
+        raise BadRequestError(f"Cannot sort on field '{field}': name a document field such as 'metadata.year'.")
+    return f"json_extract({alias}.{column}, ?)", ["$" + "".join(f'."{s}"' for s in segments)]
+
+
+def encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(data, dict):
+            raise ValueError
+        return data
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequestError(
+            "The cursor is not valid: pass the pagination.next_cursor value of a previous response unchanged."
+        ) from exc
+
+
+class DocumentsMixin:
+    db: Database
+    vectors_dir: Path
+    _indexes: dict[int, ExactIndex]
+    _feature_seqs: dict[tuple[str, str, str], int]
+    _snapshot_path: Callable[[int], Path]  # from the search half
+
+    # -- feature tables -----------------------------------------------------------------------
+
+    def _create_feature_tables(self, conn: sqlite3.Connection, collection: Collection) -> None:
+        for feature in collection.features:
+            seq = self._feature_seq(conn, collection.collection_id, feature)
+            if feature.kind == "bm25":
+                conn.execute(
+                    f"CREATE VIRTUAL TABLE IF NOT EXISTS fts_{seq} USING fts5(text, tokenize='porter unicode61')"
+                )
+
+    def _feature_seq(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
+        key = (collection_id, feature.name, feature.kind)
+        seq = self._feature_seqs.get(key)
+        if seq is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO features(collection_id, name, kind) VALUES (?,?,?)",
+                (collection_id, feature.name, feature.kind),
+            )
+            seq = conn.execute(
+                "SELECT seq FROM features WHERE collection_id = ? AND name = ? AND kind = ?", key
+            ).fetchone()[0]
+            self._feature_seqs[key] = seq
+        return seq
+
+    def _drop_collection_data(self, conn: sqlite3.Connection, collection_id: str) -> None:
+        rows = conn.execute("SELECT seq, name, kind FROM features WHERE collection_id = ?", (collection_id,)).fetchall()
+        for seq, name, kind in rows:
+            if kind == "bm25":
+                conn.execute(f"DROP TABLE IF EXISTS fts_{seq}")
+            else:
+                conn.execute("DELETE FROM vectors WHERE feature_seq = ?", (seq,))
+                self._indexes.pop(seq, None)
+                with contextlib.suppress(OSError):
+                    self._snapshot_path(seq).unlink()
+            self._feature_seqs.pop((collection_id, name, kind), None)
+        conn.execute("DELETE FROM features WHERE collection_id = ?", (collection_id,))
+        conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def put_documents(self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool) -> None:
+        if not writes:
+            return
+        cid = collection.collection_id
+        dense = [(f, 0) for f in collection.features if f.kind == "dense"]
+        with self.db.write() as conn:
+            existing = self._rowids(conn, cid, [w.document_id for w in writes])
+            if existing and not replace:
+                taken = sorted(existing)[:5]
+                raise AlreadyExistsError(
+                    f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
+                    f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
+                    {"document_ids": taken},
+                )
+            next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
+            rowids: list[int] = []
+            for w in writes:
+                rowid = existing.get(w.document_id)
+                if rowid is None:
+                    rowid, next_rowid = next_rowid, next_rowid + 1
+                rowids.append(rowid)
+            conn.executemany(
+                "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) "
+                "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal",
+                [
+                    (r, cid, w.document_id, json.dumps(w.payload), json.dumps(w.internal))
+                    for r, w in zip(rowids, writes, strict=True)
+                ],
+            )
+            dense = [(f, self._feature_seq(conn, cid, f)) for f, _ in dense]
+            updates: list[tuple[int, list[int], list[str], np.ndarray]] = []
+            for feature, seq in dense:
+                updates.append(self._write_vectors(conn, feature, seq, rowids, writes, replaced=bool(existing)))
+            for feature in collection.features:
+                if feature.kind == "bm25":
+                    seq = self._feature_seq(conn, cid, feature)
+                    self._write_texts(conn, feature, seq, rowids, writes, list(existing.values()))
+            version = self._bump(conn, cid)
+        for seq, have_rowids, have_ids, vectors in updates:
+            index = self._indexes.get(seq)
+            if index is not None and index.version == version - 1:
+                gone = set(existing.values()) - set(have_rowids)
+                index.remove(sorted(gone))
+                index.upsert(have_rowids, have_ids, vectors)
+                index.version = version
+
+    def _write_vectors(
+        self,
+        conn: sqlite3.Connection,
+        feature: Feature,
+        seq: int,
+        rowids: list[int],
+        writes: Sequence[DocumentWrite],
+        replaced: bool,
+    ) -> tuple[int, list[int], list[str], np.ndarray]:
+        have = [(r, w) for r, w in zip(rowids, writes, strict=True) if feature.name in w.vectors]
+        matrix = (
+            prepare(np.stack([w.vectors[feature.name] for _, w in have]), feature.metric or "cosine")
+            if have
+            else np.zeros((0, feature.dimension or 0), dtype=np.float32)
+        )
+        if replaced:
+            missing = [(seq, r) for r, w in zip(rowids, writes, strict=True) if feature.name not in w.vectors]
+            conn.executemany("DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid = ?", missing)
+        conn.executemany(
+            "INSERT OR REPLACE INTO vectors(feature_seq, doc_rowid, vec) VALUES (?,?,?)",
+            [(seq, r, matrix[i].tobytes()) for i, (r, _) in enumerate(have)],
+        )
+        return seq, [r for r, _ in have], [w.document_id for _, w in have], matrix
+
+    def _write_texts(
+        self,
+        conn: sqlite3.Connection,
+        feature: Feature,
+        seq: int,
+        rowids: list[int],
+        writes: Sequence[DocumentWrite],
+        replaced: list[int],
+    ) -> None:
+        for chunk in _chunks(replaced):
+            conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})", list(chunk))
+        conn.executemany(
+            f"INSERT INTO fts_{seq}(rowid, text) VALUES (?, ?)",
+            [(r, w.texts[feature.name]) for r, w in zip(rowids, writes, strict=True) if w.texts.get(feature.name)],
+        )
+
+    def _bump(self, conn: sqlite3.Connection, collection_id: str) -> int:
+        return int(
+            conn.execute(
+                "UPDATE collections SET write_version = write_version + 1 WHERE collection_id = ? "
+                "RETURNING write_version",
+                (collection_id,),
+            ).fetchone()[0]
+        )
+
+    def _rowids(self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(document_ids))):
+            rows = conn.execute(
+                f"SELECT document_id, rowid FROM documents WHERE collection_id = ? "
+                f"AND document_id IN ({','.join('?' * len(chunk))})",
+                [collection_id, *chunk],
+            )
+            found.update({doc_id: rowid for doc_id, rowid in rows})
+        return found
+
+    def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
+        cid = collection.collection_id
+        with self.db.write() as conn:
+            rowids = list(self._rowids(conn, cid, document_ids).values())
+            if not rowids:
+                return 0
+            seqs = {f.kind: [] for f in collection.features}  # type: dict[str, list[int]]
+            for feature in collection.features:
+                seqs[feature.kind].append(self._feature_seq(conn, cid, feature))
+            for chunk in _chunks(rowids):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
+                for seq in seqs.get("dense", []):
+                    conn.execute(f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})", [seq, *chunk])
+                for seq in seqs.get("bm25", []):
+                    conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
+            version = self._bump(conn, cid)
+        for seq in seqs.get("dense", []):
+            index = self._indexes.get(seq)
+            if index is not None and index.version == version - 1:
+                index.remove(rowids)
+                index.version = version
+        return len(rowids)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _documents_from_rows(
+        self, conn: sqlite3.Connection, collection: Collection, rows: list[tuple[Any, ...]], with_vectors: bool
+    ) -> list[Document]:
+        docs = [Document(doc_id, collection.collection_id, json.loads(p), json.loads(i)) for _, doc_id, p, i in rows]
+        if with_vectors and rows:
+            by_rowid = {row[0]: doc for row, doc in zip(rows, docs, strict=True)}
+            for doc in docs:
+                doc.vectors = {}
+            for feature in collection.dense_features:
+                seq = self._feature_seq_read(conn, collection.collection_id, feature)
+                for chunk in _chunks(list(by_rowid)):
+                    for rowid, blob in conn.execute(
+                        f"SELECT doc_rowid, vec FROM vectors WHERE feature_seq = ? "
+                        f"AND doc_rowid IN ({','.join('?' * len(chunk))})",
+                        [seq, *chunk],
+                    ):
+                        by_rowid[rowid].vectors[feature.name] = np.frombuffer(blob, dtype=np.float32).tolist()  # type: ignore[index]
+        return docs
+
+    def _feature_seq_read(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
+        key = (collection_id, feature.name, feature.kind)
+        if key not in self._feature_seqs:
+            row = conn.execute("SELECT seq FROM features WHERE collection_id = ? AND name = ? AND kind = ?", key).fetchone()
+            if row is None:
+                return -1
+            self._feature_seqs[key] = row[0]
+        return self._feature_seqs[key]
+
+    def get_documents(
+        self, collection: Collection, document_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[Document]:
+        rows: list[tuple[Any, ...]] = []
+        with self.db.read() as conn:
+            for chunk in _chunks(list(document_ids)):
+                rows += conn.execute(
+                    f"SELECT rowid, document_id, payload, internal FROM documents WHERE collection_id = ? "
+                    f"AND document_id IN ({','.join('?' * len(chunk))})",
+                    [collection.collection_id, *chunk],
+                ).fetchall()
+            docs = self._documents_from_rows(conn, collection, rows, with_vectors)
+        by_id = {d.document_id: d for d in docs}
+        return [by_id[i] for i in document_ids if i in by_id]
+
+    def list_documents(
+        self,
+        collection: Collection,
+        *,
+        filter: Node | None = None,
+        sort: SortSpec | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        cursor: str | None = None,
+        include_total: bool = False,
+        with_vectors: bool = False,
+    ) -> DocumentPage:
+        where, params = compile_filter(filter, "d")
+        base = f"FROM documents d WHERE d.collection_id = ? AND ({where})"
+        base_params = [collection.collection_id, *params]
+        after = decode_cursor(cursor) if cursor else {}
+        with self.db.read() as conn:
+            total = conn.execute(f"SELECT count(*) {base}", base_params).fetchone()[0] if include_total else None
+            if sort is None:  # keyset on rowid: stable and cheap at any depth
+                last = int(after.get("r", 0)) if cursor else 0
+                rows = conn.execute(
+                    f"SELECT d.rowid, d.document_id, d.payload, d.internal {base} AND d.rowid > ? "
+                    "ORDER BY d.rowid LIMIT ? OFFSET ?",
+                    [*base_params, last, limit + 1, 0 if cursor else offset],
+                ).fetchall()
+                more = len(rows) > limit
+                rows = rows[:limit]
+                next_cursor = encode_cursor({"r": rows[-1][0]}) if more and rows else None
+            else:
+                start = int(after.get("o", 0)) if cursor else offset
+                direction = "DESC" if sort.direction == "desc" else "ASC"
+                key, key_params = sort_expression(sort.field)
+                rows = conn.execute(
+                    f"SELECT d.rowid, d.document_id, d.payload, d.internal {base} "
+                    f"ORDER BY {key} {direction}, d.rowid {direction} LIMIT ? OFFSET ?",
+                    [*base_params, *key_params, limit + 1, start],
+                ).fetchall()
+                more = len(rows) > limit
+                rows = rows[:limit]
+                next_cursor = encode_cursor({"o": start + limit}) if more else None
+            docs = self._documents_from_rows(conn, collection, rows, with_vectors)
+        return DocumentPage(docs, next_cursor, total)
+
+    def count_documents(self, collection: Collection, filter: Node | None = None) -> int:
+        where, params = compile_filter(filter, "d")
+        with self.db.read() as conn:
+            return int(
+                conn.execute(
+                    f"SELECT count(*) FROM documents d WHERE d.collection_id = ? AND ({where})",
+                    [collection.collection_id, *params],
+                ).fetchone()[0]
+            )
