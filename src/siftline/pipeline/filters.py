@@ -248,10 +248,10 @@ def _parse_node(obj: Any, loc: Loc, depth: int, case_sensitive: bool) -> Node:
             continue
         if key in _LOGICAL_KEYS:
             items = _parse_items(raw, (*loc, key), depth, cs)
-            if key == "AND":
-                parts.extend(items)
+            if key == "AND" and items:
+                parts.extend(items)  # flattened; an empty AND stays a (true) part of its own
             else:
-                parts.append(Or(items) if key == "OR" else Not(items))
+                parts.append(And(items) if key == "AND" else Or(items) if key == "OR" else Not(items))
         elif key in ("operator", "value"):
             raise ValidationError.at(
                 (*loc, "field"), f"a condition with '{key}' needs a 'field' (a dotted path)"
@@ -377,7 +377,9 @@ def _bind(node: Node, inputs: Mapping[str, Any], relaxed: list[RelaxedCondition]
     kept = [b for b in (_bind(i, inputs, relaxed) for i in node.items) if b is not None]
     if len(kept) == len(node.items):
         return node if all(k is i for k, i in zip(kept, node.items, strict=True)) else type(node)(tuple(kept))
-    return type(node)(tuple(kept)) if kept else None
+    if not kept:
+        return None
+    return kept[0] if len(kept) == 1 and not isinstance(node, Not) else type(node)(tuple(kept))
 
 
 def _bind_condition(

@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS collections (
     UNIQUE (namespace_id, collection_name)
 );
 CREATE TABLE IF NOT EXISTS features (
-    seq INTEGER PRIMARY KEY,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: indexes and snapshot files are keyed by it
     collection_id TEXT NOT NULL,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,

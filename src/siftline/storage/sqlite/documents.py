@@ -36,6 +36,11 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
         yield items[start : start + size]
 
 
+def _dumps(value: Any) -> str:
+    # ensure_ascii=False: SQLite's json_extract matches raw key text, so "città" must stay unescaped
+    return json.dumps(value, ensure_ascii=False)
+
+
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression ORing the query's words (each quoted, so no syntax leaks)."""
     return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
@@ -140,7 +145,7 @@ class DocumentsMixin:
                 "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) "
                 "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal",
                 [
-                    (r, cid, w.document_id, json.dumps(w.payload), json.dumps(w.internal))
+                    (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
                     for r, w in zip(rowids, writes, strict=True)
                 ],
             )

@@ -50,7 +50,7 @@ class SearchMixin:
                 "SELECT write_version FROM collections WHERE collection_id = ?", (collection_id,)
             ).fetchone()
             version = int(version[0]) if version else 0
-            snapshot = ExactIndex.read_snapshot(self._snapshot_path(seq))
+            snapshot = index.read_snapshot(self._snapshot_path(seq))
             if snapshot is not None and snapshot[3] == version:
                 rowids, doc_ids, matrix, _ = snapshot
                 index.load(rowids, doc_ids, matrix, version)

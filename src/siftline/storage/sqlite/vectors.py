@@ -151,20 +151,29 @@ class ExactIndex:
             os.replace(tmp, path)
             self.dirty = False
 
-    @staticmethod
-    def read_snapshot(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, int] | None:
-        """(rowids, doc_ids, matrix, version) from a snapshot file, or None when absent or unreadable."""
+    def read_snapshot(self, path: Path) -> tuple[np.ndarray, list[str], np.ndarray, int] | None:
+        """(rowids, doc_ids, matrix, version) from a snapshot that fits this index, else None.
+
+        A snapshot is only a cache of the ``vectors`` table: anything unreadable (truncated, empty,
+        not a zip) or not fitting (other dimension, counts that disagree) is deleted and ignored.
+        """
         if not path.exists():
             return None
         try:
             with np.load(path) as data:
-                return (
-                    data["rowids"],
-                    json.loads(str(data["doc_ids"])),
-                    data["matrix"],
-                    int(data["version"]),
-                )
-        except (OSError, ValueError, KeyError):
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
+                rowids, matrix = data["rowids"], data["matrix"]
+                doc_ids = json.loads(str(data["doc_ids"]))
+                version = int(data["version"])
+            fits = (
+                matrix.ndim == 2
+                and matrix.shape == (len(rowids), self.dimension)
+                and len(doc_ids) == len(rowids)
+                and rowids.dtype.kind == "i"
+            )
+            if fits:
+                return rowids, doc_ids, matrix, version
+        except Exception:  # noqa: BLE001 - zipfile.BadZipFile, EOFError, pickle refusals, ...
+            pass
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
