@@ -1,6 +1,6 @@
 """Query-embedding latency of the built-in MiniLM int8 model: one sentence at a time.
 
-    python benchmarks/embed_latency.py [--runs 300]
+python benchmarks/embed_latency.py [--runs 300]
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ import time
 
 from rich.progress import track
 
-from siftline.features.embedder import TextEmbedder
-
 from report import percentiles, write_section
+from siftline.features.embedder import TextEmbedder
 
 QUERIES = [
     "0-dimensional biomaterials show inductive properties.",

@@ -22,9 +22,8 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from siftline.testing.server import Server, siftline
-
 from report import write_section
+from siftline.testing.server import Server, siftline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +101,9 @@ def main() -> None:
                 "/v1/collections",
                 json={"collection_name": "synthetic", "vector_configs": [{"name": "emb", "dimension": 384}]},
             ).raise_for_status()
-            supplied_s = post_all(http, "synthetic", synthetic(args.docs), args.docs, args.batch, "supplied vectors")
+            supplied_s = post_all(
+                http, "synthetic", synthetic(args.docs), args.docs, args.batch, "supplied vectors"
+            )
             rows = [f"| supplied 384-d vectors, batches of {args.batch} | {args.docs:,} | {supplied_s:.1f} s "
                     f"| {args.docs / supplied_s:,.0f} |"]  # fmt: skip
             if (args.scifact / "corpus.jsonl").is_file():

@@ -11,14 +11,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import ADMIN_KEY
 from siftline.api.app import create_app
 from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.container import Services
-
-from helpers import ADMIN_KEY
-
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,16 @@ from rich.console import Console
 from siftline.config import Settings, load_settings
 from siftline.errors import ConfigError, SiftlineError
 
-app = typer.Typer(help="Siftline: a self-hosted retrieval engine.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Siftline: a self-hosted retrieval engine.", no_args_is_help=True, add_completion=False
+)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (default ./siftline-data or SIFTLINE_DATA_DIR).")
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default ./siftline-data or SIFTLINE_DATA_DIR)."),
 ]
 
 
@@ -30,7 +33,7 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _services(data_dir: Path | None):  # type: ignore[no-untyped-def]
+def _services(data_dir: Path | None):
     from siftline.service.container import Services
 
     svc = Services.open(_settings(data_dir=data_dir))
@@ -61,7 +64,9 @@ def keys_create(
     name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
     namespace: Annotated[
         list[str] | None,
-        typer.Option("--namespace", help="Limit the key to this namespace (repeatable; created when missing)."),
+        typer.Option(
+            "--namespace", help="Limit the key to this namespace (repeatable; created when missing)."
+        ),
     ] = None,
 ) -> None:
     """Create an API key. It is printed once, alone on the last line; only its hash is stored."""
@@ -76,7 +81,9 @@ def keys_create(
     finally:
         svc.close()
     limits = ", ".join(namespace) if namespace else "all namespaces"
-    typer.echo(f"Created API key {key.key_id} ({key.name}) for {limits}. Store it now: it is not shown again.")
+    typer.echo(
+        f"Created API key {key.key_id} ({key.name}) for {limits}. Store it now: it is not shown again."
+    )
     typer.echo(secret)
 
 
@@ -88,7 +95,9 @@ def keys_list(data_dir: DataDir = None) -> None:
         for key in svc.storage.list_keys():
             state = "revoked" if key.revoked_at else "active"
             scope = ",".join(key.namespaces) if key.namespaces is not None else "*"
-            typer.echo(f"{key.key_id}\t{key.prefix}…\t{key.name}\t{scope}\t{state}\t{key.created_at.isoformat()}")
+            typer.echo(
+                f"{key.key_id}\t{key.prefix}…\t{key.name}\t{scope}\t{state}\t{key.created_at.isoformat()}"
+            )
     finally:
         svc.close()
 
@@ -114,9 +123,15 @@ def keys_revoke(
 
 @app.command()
 def load(
-    directory: Annotated[Path, typer.Argument(help="A BEIR-style folder with corpus.jsonl (_id, title, text).")],
-    collection: Annotated[str, typer.Option("--collection", help="Collection to load into (created when missing).")],
-    namespace: Annotated[str, typer.Option("--namespace", help="Namespace (created when missing).")] = "default",
+    directory: Annotated[
+        Path, typer.Argument(help="A BEIR-style folder with corpus.jsonl (_id, title, text).")
+    ],
+    collection: Annotated[
+        str, typer.Option("--collection", help="Collection to load into (created when missing).")
+    ],
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="Namespace (created when missing).")
+    ] = "default",
     data_dir: DataDir = None,
     batch_size: Annotated[int, typer.Option(help="Documents per transaction.")] = 256,
 ) -> None:

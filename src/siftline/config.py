@@ -33,16 +33,16 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
     embed_batch_size: int = Field(
-        64, ge=1, le=4096, description="Texts embedded per model call during ingest."
+        16, ge=1, le=4096, description="Texts embedded per model call during ingest."
     )
     embed_max_tokens: int = Field(
-        256, ge=8, le=512, description="Token limit per text for the MiniLM embedder (longer text is truncated)."
+        256,
+        ge=8,
+        le=512,
+        description="Token limit per text for the MiniLM embedder (longer text is truncated).",
     )
     embed_threads: int = Field(
         0, ge=0, description="onnxruntime intra-op threads for embedding (0 = one per core)."
-    )
-    cpu_workers: int = Field(
-        4, ge=1, description="Threads that run CPU work (embedding, vector math) off the event loop."
     )
     sqlite_busy_timeout_ms: int = Field(
         30_000, ge=0, description="How long a SQLite connection waits for a lock before failing."

@@ -22,9 +22,7 @@ class SiftlineError(Exception):
         self.details = details
 
     def envelope(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"message": self.message, "type": self.type}
-        if self.details is not None:
-            error["details"] = self.details
+        error: dict[str, Any] = {"message": self.message, "type": self.type, "details": self.details}
         return {"success": False, "status": self.status, "error": error}
 
 
@@ -64,7 +62,9 @@ class ValidationError(SiftlineError):
         self.errors = errors or []
 
     @classmethod
-    def at(cls, loc: list[str | int] | tuple[str | int, ...], msg: str, kind: str = "value_error") -> ValidationError:
+    def at(
+        cls, loc: list[str | int] | tuple[str | int, ...], msg: str, kind: str = "value_error"
+    ) -> ValidationError:
         """One bad field: the message names the location and what was wrong."""
         where = ".".join(str(p) for p in loc) or "body"
         return cls(f"Invalid value at '{where}': {msg}", [{"loc": list(loc), "msg": msg, "type": kind}])

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import TEXT_COLLECTION
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from helpers import ADMIN_KEY, TEXT_COLLECTION
+from siftline.api.app import create_app
+from siftline.config import Settings
+from siftline.features.embedder import TextEmbedder
+from siftline.service.container import Services
 
 COL = "/v1/collections"
 DOCS = f"{COL}/papers/documents"
@@ -57,12 +63,37 @@ def stored(client: TestClient) -> dict[str, Any]:
     return {"documents": docs.json()["results"], "collection": col.json()}
 
 
-@pytest.fixture
-def papers(client: TestClient) -> TestClient:
-    """The `papers` collection (text + a 4-d vector `emb`) in the default namespace with two documents."""
+def _seed(client: TestClient) -> TestClient:
     assert client.post(COL, json=TEXT_COLLECTION).status_code == 201
     assert client.post(f"{DOCS}/batch", json={"documents": SEED_DOCS}).status_code == 201
     return client
+
+
+@pytest.fixture(scope="module")
+def papers(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedder) -> Iterator[TestClient]:
+    """The `papers` collection (text + a 4-d vector `emb`) in the default namespace with two documents.
+
+    One server per module, built like conftest's ``client``: every test using it sends input that must be
+    refused, and checks (``before``/``stored``) that nothing changed. Tests that write use ``fresh_papers``.
+    """
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("bad-input") / "data",
+        bootstrap_key=ADMIN_KEY,
+        max_batch_documents=500,
+    )
+    services = Services.open(settings, embedder)
+    try:
+        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            yield _seed(client)
+    finally:
+        services.close()
+
+
+@pytest.fixture
+def fresh_papers(client: TestClient) -> TestClient:
+    """The same collection on a server of its own (conftest's ``client``)."""
+    return _seed(client)
 
 
 @pytest.fixture
@@ -123,21 +154,18 @@ def test_vector_values_that_are_not_numbers_are_422(
 
 
 @pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity"])
-def test_non_finite_json_numbers_in_a_vector_are_422(papers: TestClient, before: dict[str, Any], raw: bytes) -> None:
+def test_non_finite_json_numbers_in_a_vector_are_422(
+    papers: TestClient, before: dict[str, Any], raw: bytes
+) -> None:
     body = b'{"text": "x", "vectors": {"emb": [' + raw + b", 0, 0, 0]}}"
     response = papers.post(DOCS, content=body, headers={"Content-Type": "application/json"})
     assert_invalid(response, ["body", "vectors", "emb"], "emb", "finite")
     assert stored(papers) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a user field holding NaN/Infinity (Python's json accepts them) is stored as invalid JSON; "
-    "the create answers 201 (the value comes back as null) and every filtered list of the collection then "
-    "fails with 500 'Database read failed: malformed JSON'",
-)
 @pytest.mark.parametrize("raw", [b"NaN", b"Infinity"])
-def test_non_finite_json_numbers_in_a_user_field_are_rejected(papers: TestClient, raw: bytes) -> None:
+def test_non_finite_json_numbers_in_a_user_field_are_rejected(fresh_papers: TestClient, raw: bytes) -> None:
+    papers = fresh_papers
     body = b'{"text": "x", "score": ' + raw + b"}"
     response = papers.post(DOCS, content=body, headers={"Content-Type": "application/json"})
     filtered = papers.post(f"{DOCS}/list", json={"filters": {"category": "nutrition"}})
@@ -145,12 +173,8 @@ def test_non_finite_json_numbers_in_a_user_field_are_rejected(papers: TestClient
     assert_invalid(response, ["body", "score"], "score")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: vector values beyond float32 range (|x| > 3.4e38, e.g. 1e39) pass the math.isfinite check "
-    "and are cast to inf: the write answers 201 and the stored vector reads back as [null, ...]",
-)
-def test_vector_values_beyond_float32_range_are_422(papers: TestClient, before: dict[str, Any]) -> None:
+def test_vector_values_beyond_float32_range_are_422(fresh_papers: TestClient) -> None:
+    papers, before = fresh_papers, stored(fresh_papers)
     response = papers.post(DOCS, json={"text": "x", "vectors": {"emb": [1e39, 0.0, 0.0, 0.0]}})
     assert_invalid(response, ["body", "vectors", "emb"], "emb")
     assert stored(papers) == before
@@ -238,17 +262,23 @@ def test_filters_that_are_not_an_object_are_422(papers: TestClient, filters: Any
     ids=["sort-direction", "sort-no-field", "sort-string", "limit-0", "limit-1001", "offset-negative",
          "return-vectors-not-bool"],
 )  # fmt: skip
-def test_bad_list_body_is_422_pointing_at_the_field(papers: TestClient, body: dict[str, Any], loc: list[Any]) -> None:
+def test_bad_list_body_is_422_pointing_at_the_field(
+    papers: TestClient, body: dict[str, Any], loc: list[Any]
+) -> None:
     assert_invalid(papers.post(f"{DOCS}/list", json=body), loc, str(loc[-1]))
 
 
 @pytest.mark.parametrize(("query", "loc"), [("limit=0", ["query", "limit"]), ("offset=-1", ["query", "offset"]),
                                             ("limit=ten", ["query", "limit"])])  # fmt: skip
-def test_bad_list_query_is_422_pointing_at_the_parameter(papers: TestClient, query: str, loc: list[Any]) -> None:
+def test_bad_list_query_is_422_pointing_at_the_parameter(
+    papers: TestClient, query: str, loc: list[Any]
+) -> None:
     assert_invalid(papers.post(f"{DOCS}/list?{query}"), loc, str(loc[-1]))
 
 
-@pytest.mark.parametrize("cursor", ["not a cursor", "%%%", "bm90IGpzb24", base64.urlsafe_b64encode(b"[1]").decode()])
+@pytest.mark.parametrize(
+    "cursor", ["not a cursor", "%%%", "bm90IGpzb24", base64.urlsafe_b64encode(b"[1]").decode()]
+)
 def test_garbage_cursor_is_a_4xx_naming_the_cursor(papers: TestClient, cursor: str) -> None:
     response = papers.post(f"{DOCS}/list", json={"cursor": cursor})
     assert response.status_code in (400, 422), response.text
@@ -260,11 +290,6 @@ def _cursor(data: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a cursor that decodes to a JSON object whose 'r'/'o' is not a small integer (e.g. "
-    "{'r': 'abc'}, {'r': [1]}, {'r': 10**30}) passes decode_cursor and then int()/SQLite raise: 500",
-)
 @pytest.mark.parametrize(
     ("data", "sort"),
     [({"r": "abc"}, None), ({"r": [1]}, None), ({"r": 10**30}, None), ({"o": "x"}, {"field": "title"})],
@@ -276,11 +301,6 @@ def test_forged_cursor_is_a_4xx_naming_the_cursor(papers: TestClient, data: Any,
     assert "cursor" in response.json()["error"]["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a sort field with an empty path segment or a backslash ('metadata..year', 'a\\\\b') "
-    "reaches json_extract as a malformed JSON path: 500 'Database read failed: malformed JSON'",
-)
 @pytest.mark.parametrize("field", ["metadata..year", "a\\b"], ids=["empty-segment", "backslash"])
 def test_unusable_sort_field_is_a_4xx_naming_the_field(papers: TestClient, field: str) -> None:
     response = papers.post(f"{DOCS}/list", json={"sort": {"field": field}})
@@ -416,7 +436,9 @@ def test_batch_with_one_existing_document_id_is_409_and_writes_nothing(
 
 
 def test_existing_document_id_on_create_is_409(papers: TestClient, before: dict[str, Any]) -> None:
-    error = assert_error(papers.post(DOCS, json={"document_id": "doc-1", "text": "again"}), 409, "AlreadyExistsError")
+    error = assert_error(
+        papers.post(DOCS, json={"document_id": "doc-1", "text": "again"}), 409, "AlreadyExistsError"
+    )
     assert "doc-1" in error["message"]
     assert stored(papers) == before
 
@@ -453,19 +475,25 @@ def test_document_id_in_the_body_that_differs_from_the_url_is_422(
      ("PATCH", f"{DOCS}/doc-1"), ("POST", COL), ("PATCH", f"{COL}/papers"), ("POST", "/v1/namespaces")],
 )  # fmt: skip
 def test_malformed_json_is_422(papers: TestClient, before: dict[str, Any], method: str, path: str) -> None:
-    response = papers.request(method, path, content=b'{"text": "x",', headers={"Content-Type": "application/json"})
+    response = papers.request(
+        method, path, content=b'{"text": "x",', headers={"Content-Type": "application/json"}
+    )
     error = assert_error(response, 422, "ValidationError")
     assert "JSON" in error["message"]
     assert error["details"]["errors"][0]["loc"][0] == "body"
     assert stored(papers) == before
 
 
-@pytest.mark.parametrize(("method", "path"), [("POST", DOCS), ("PUT", f"{DOCS}/doc-1"), ("PATCH", f"{DOCS}/doc-1")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", DOCS), ("PUT", f"{DOCS}/doc-1"), ("PATCH", f"{DOCS}/doc-1")]
+)
 @pytest.mark.parametrize("body", [[{"text": "x"}], "text", 3, None], ids=["list", "string", "number", "null"])
 def test_document_body_that_is_not_an_object_is_422(
     papers: TestClient, before: dict[str, Any], method: str, path: str, body: Any
 ) -> None:
-    response = papers.request(method, path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = papers.request(
+        method, path, content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
     assert_invalid(response, ["body"], "body")
     assert stored(papers) == before
 
@@ -519,23 +547,21 @@ def test_document_body_that_is_not_an_object_is_422(
          "unknown-field"],
 )  # fmt: skip
 def test_bad_collection_create_is_422_pointing_at_the_field(
-    client: TestClient, body: dict[str, Any], loc: list[Any], named: str
+    papers: TestClient, body: dict[str, Any], loc: list[Any], named: str
 ) -> None:
-    assert_invalid(client.post(COL, json=body), loc, named)
-    assert client.post(f"{COL}/list", json={}).json()["total_count"] == 0
+    listed = papers.post(f"{COL}/list", json={}).json()["results"]
+    assert_invalid(papers.post(COL, json=body), loc, named)
+    assert papers.post(f"{COL}/list", json={}).json()["results"] == listed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: vector_configs[].dimension true is coerced to 1 by the pydantic model (lax int) before the "
-    "service's isinstance(dim, bool) check runs, so the collection is created with a 1-d vector",
-)
 def test_boolean_dimension_is_422(client: TestClient) -> None:
     body = {"collection_name": "x", "vector_configs": [{"name": "v", "dimension": True}]}
     assert_invalid(client.post(COL, json=body), ["body", "vector_configs", 0, "dimension"], "dimension")
 
 
-def test_duplicate_collection_name_is_409_and_keeps_the_first(papers: TestClient, before: dict[str, Any]) -> None:
+def test_duplicate_collection_name_is_409_and_keeps_the_first(
+    papers: TestClient, before: dict[str, Any]
+) -> None:
     other = {"collection_name": "papers", "vector_configs": [{"name": "v", "dimension": 2}]}
     error = assert_error(papers.post(COL, json=other), 409, "AlreadyExistsError")
     assert "papers" in error["message"]
@@ -564,8 +590,12 @@ def test_bad_collection_patch_is_422(
 
 # -- property: nothing a client sends gives a 5xx -----------------------------------------------------
 
-_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(
-    max_size=12
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
 )
 _KEYS = st.sampled_from(
     ["AND", "OR", "NOT", "field", "operator", "value", "case_sensitive", "category", "metadata.year", "title",
@@ -588,32 +618,39 @@ _JSON = st.recursive(
 _FILTERS = st.dictionaries(_KEYS, _JSON, max_size=3) | _JSON
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None)
 @given(filters=_FILTERS)
 def test_random_filters_never_give_a_5xx(papers: TestClient, filters: Any) -> None:
+    before_count = papers.get(f"{DOCS}/count").json()["count"]
     response = papers.post(f"{DOCS}/list", json={"filters": filters})
     assert response.status_code < 500, (filters, response.text)
     if response.status_code != 200:
         assert response.json()["success"] is False
     count = papers.get(f"{DOCS}/count")
-    assert count.status_code == 200 and count.json()["count"] == 2
+    assert count.status_code == 200 and count.json()["count"] == before_count
 
 
-_DOC_KEYS = st.sampled_from(["document_id", "collection_id", "vectors", "_internal", "text", "title", "metadata"]) | (
-    st.text(max_size=8)
-)
+_DOC_KEYS = st.sampled_from(
+    ["document_id", "collection_id", "vectors", "_internal", "text", "title", "metadata"]
+) | (st.text(max_size=8))
 _DOC_VALUES = st.recursive(
     _SCALARS
     | st.lists(st.floats(-2, 2, allow_nan=False), min_size=3, max_size=5)
-    | st.fixed_dictionaries({}, optional={"emb": st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=5) | _SCALARS}),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    | st.fixed_dictionaries(
+        {},
+        optional={"emb": st.lists(st.floats(allow_nan=False, allow_infinity=False), max_size=5) | _SCALARS},
+    ),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=st.dictionaries(_DOC_KEYS, _DOC_VALUES, max_size=5))
-def test_random_document_bodies_never_give_a_5xx(papers: TestClient, document: dict[str, Any]) -> None:
+def test_random_document_bodies_never_give_a_5xx(fresh_papers: TestClient, document: dict[str, Any]) -> None:
+    papers = fresh_papers
     before_count = papers.get(f"{DOCS}/count").json()["count"]
     response = papers.post(DOCS, json=document)
     assert response.status_code < 500, (document, response.text)
@@ -628,3 +665,24 @@ def test_random_document_bodies_never_give_a_5xx(papers: TestClient, document: d
     else:
         assert response.json()["success"] is False
         assert after_count == before_count
+
+
+def test_a_body_over_the_size_limit_is_refused_before_parsing(tmp_path: Any, embedder: TextEmbedder) -> None:
+    small = Settings(data_dir=tmp_path / "small", bootstrap_key=ADMIN_KEY, max_request_bytes=4096)
+    svc = Services.open(small, embedder)
+    try:
+        with TestClient(create_app(small, svc), raise_server_exceptions=False) as http:
+            http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            assert http.post(COL, json=TEXT_COLLECTION).status_code == 201
+            big = {"documents": [{"text": "x" * 100} for _ in range(100)]}
+            error = assert_error(http.post(f"{DOCS}/batch", json=big), 400, "BadRequestError")
+            assert "4,096" in error["message"] and "SIFTLINE_MAX_REQUEST_BYTES" in error["message"]
+            assert http.get(f"{DOCS}/count").json()["count"] == 0
+    finally:
+        svc.close()
+
+
+def test_the_default_namespace_cannot_be_deleted(client: TestClient) -> None:
+    error = assert_error(client.delete("/v1/namespaces/default"), 400, "BadRequestError")
+    assert "default" in error["message"]
+    assert client.post(f"{COL}/list").status_code == 200

@@ -10,7 +10,6 @@ import pytest
 
 from siftline.config import Settings
 from siftline.service.container import Services
-
 from siftline.testing.server import siftline
 
 SCIFACT = Path(__file__).resolve().parents[3] / "shared" / "data" / "scifact" / "corpus.jsonl"
@@ -26,7 +25,10 @@ def _sample_rows(n: int) -> list[dict[str, str]]:
     if SCIFACT.is_file():
         with SCIFACT.open() as fh:
             return [json.loads(next(fh)) for _ in range(n)]
-    return [{"_id": str(i), "title": f"Paper {i}", "text": f"Findings about protein {i} in cells."} for i in range(n)]
+    return [
+        {"_id": str(i), "title": f"Paper {i}", "text": f"Findings about protein {i} in cells."}
+        for i in range(n)
+    ]
 
 
 @pytest.mark.slow
@@ -34,7 +36,9 @@ def test_load_creates_the_collection_and_stores_every_document(tmp_path: Path) -
     rows = _sample_rows(40)
     folder = _write_corpus(tmp_path / "beir", rows)
     data_dir = tmp_path / "data"
-    done = siftline("load", str(folder), "--collection", "scifact", "--data-dir", str(data_dir), "--batch-size", "16")
+    done = siftline(
+        "load", str(folder), "--collection", "scifact", "--data-dir", str(data_dir), "--batch-size", "16"
+    )
     assert done.returncode == 0, done.stderr
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     assert stats["documents"] == 40 and stats["docs_per_second"] > 0

@@ -11,7 +11,6 @@ import pytest
 
 from siftline.config import Settings
 from siftline.storage.factory import open_storage
-
 from siftline.testing.server import Server, siftline
 
 pytestmark = pytest.mark.slow
@@ -37,7 +36,9 @@ def _create_key(data_dir: Path) -> str:
     return key
 
 
-def test_serve_on_an_empty_directory_answers_health_and_requires_a_key(server: Server, data_dir: Path) -> None:
+def test_serve_on_an_empty_directory_answers_health_and_requires_a_key(
+    server: Server, data_dir: Path
+) -> None:
     assert httpx.get(f"{server.url}/v1/health").json()["status"] == "ok"
     assert (data_dir / "siftline.db").is_file()
 
@@ -70,7 +71,10 @@ def test_acknowledged_writes_survive_kill_9_and_deletes_leave_every_index(data_d
         "/v1/collections",
         json={
             "collection_name": "notes",
-            "feature_extractor": {"feature_extractor_name": "text_extractor", "input_mappings": {"text": "text"}},
+            "feature_extractor": {
+                "feature_extractor_name": "text_extractor",
+                "input_mappings": {"text": "text"},
+            },
             "vector_configs": [{"name": "emb", "dimension": 3, "metric": "cosine"}],
         },
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -229,6 +230,19 @@ def test_helpers() -> None:
     assert get_path(DOC, "title.x") is MISSING
     assert matcher(None)({}) is True
     assert matcher(one)({"a": 1.0}) is True
+
+
+def test_nodes_are_hashable_and_pickle() -> None:
+    node = parse_filter(
+        {"OR": [{"a": 1}, {"NOT": [cond("b", "regex", "^x")]}], "AND": [cond("c", "in", [1])]}
+    )
+    copy = pickle.loads(pickle.dumps(node))
+    assert copy == node and hash(copy) == hash(node)
+    assert [evaluate(copy, d) for d in ({"a": 1.0, "c": 1}, {"b": "X", "c": 1}, {"b": "y", "c": 1})] == [
+        True,
+        False,
+        True,
+    ]
 
 
 # ------------------------------------------------------------------------------------------ dynamic values
@@ -487,7 +501,10 @@ _text = st.text(max_size=6)  # any code point, NUL and lone surrogates included
 strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), _text)
 _small_numbers = st.sampled_from([0, 1, -1, 2, 10, 1.0, 1.5, -0.0, 2.5, 2**53 + 1, float(2**53)])
 numbers = st.one_of(
-    _small_numbers, _small_numbers, st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False)
+    _small_numbers,
+    _small_numbers,
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
 )
 doc_numbers = numbers | st.integers() | st.floats()  # documents may hold NaN, infinities, huge integers
 scalars = st.one_of(st.none(), st.booleans(), numbers, strings, strings)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siftline.models import Collection, DocumentWrite, Namespace
+from siftline.models import Collection, DocumentWrite
 from siftline.storage.base import Storage
 from siftline.storage.sqlite.backend import SQLiteStorage
 from siftline.testing import (
@@ -24,6 +24,7 @@ from siftline.testing import (
     vectors_of,
 )
 from siftline.testing.contract import EMB_COSINE, EMB_EUCLIDEAN, TEXT_DENSE
+
 
 class TestSQLiteContract(StorageContract):
     @pytest.fixture

@@ -100,6 +100,19 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_request_bytes:
+            return _envelope(
+                BadRequestError(
+                    f"The request body is {int(length):,} bytes; the limit is {settings.max_request_bytes:,} "
+                    "(SIFTLINE_MAX_REQUEST_BYTES). Split the documents into several batches."
+                )
+            )
+        return await call_next(request)
+
     for module in (health, namespaces, collections, documents):
         app.include_router(module.router)
     return app

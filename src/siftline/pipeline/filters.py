@@ -38,7 +38,9 @@ This module is the reference semantics; ``storage/sqlite/filter_sql.py`` must ag
 * Dynamic values ``{"type": "dynamic", "field": "inputs.x"}`` (also ``INPUT.x`` or plain ``x``)
   are resolved by ``bind``. An input that is absent or null *relaxes* its condition: the condition
   is dropped from its parent's list, and a parent whose items were all dropped this way is dropped
-  too (so relaxing never turns an OR into "match nothing"). ``bind`` returns the dropped conditions.
+  too (so relaxing never turns an OR into "match nothing"; an OR that was empty to begin with still
+  matches nothing). An And/Or left with one item becomes that item. A filter relaxed away entirely
+  binds to None (no filter). ``bind`` returns the dropped conditions, in filter order.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ class Dynamic:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Condition:
-    """One comparison. ``value`` is a scalar, a tuple of scalars (in/nin) or a ``Dynamic``."""
+    """One comparison. ``value`` is a scalar, a tuple of scalars (in/nin) or a ``Dynamic``.
+
+    Every node builds its ``predicate`` once, when constructed, so evaluating many documents walks
+    no tree and re-parses nothing. Pickling sends the fields and rebuilds the predicate.
+    """
 
     field: str
     op: str
@@ -99,9 +105,22 @@ class Condition:
     def __post_init__(self) -> None:
         object.__setattr__(self, "predicate", _condition_predicate(self))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return Condition, (self.field, self.op, self.value, self.case_sensitive)
+
+
+class _Compound:
+    """Base of And/Or/Not: pickles by its items (the predicate is rebuilt)."""
+
+    __slots__ = ()
+    items: tuple[Node, ...]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return type(self), (self.items,)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class And:
+class And(_Compound):
     """True when every item is true (an empty And is true)."""
 
     items: tuple[Node, ...]
@@ -113,7 +132,7 @@ class And:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Or:
+class Or(_Compound):
     """True when at least one item is true (an empty Or is false)."""
 
     items: tuple[Node, ...]
@@ -125,7 +144,7 @@ class Or:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Not:
+class Not(_Compound):
     """True when no item is true: ``NOT(OR(items))`` (an empty Not is true)."""
 
     items: tuple[Node, ...]
@@ -414,21 +433,45 @@ def _input_parts(path: str) -> tuple[str, ...]:
 def _all_of(preds: tuple[Predicate, ...]) -> Predicate:
     if len(preds) == 1:
         return preds[0]
-    return lambda doc: all(p(doc) for p in preds)
+
+    def all_true(doc: Mapping[str, Any]) -> bool:
+        for pred in preds:  # noqa: SIM110 - a plain loop is about twice as fast as all() over a generator
+            if not pred(doc):
+                return False
+        return True
+
+    return all_true
 
 
 def _any_of(preds: tuple[Predicate, ...]) -> Predicate:
     if len(preds) == 1:
         return preds[0]
-    return lambda doc: any(p(doc) for p in preds)
+
+    def any_true(doc: Mapping[str, Any]) -> bool:
+        for pred in preds:  # noqa: SIM110 - see all_true
+            if pred(doc):
+                return True
+        return False
+
+    return any_true
 
 
 def _getter(name: str) -> Callable[[Mapping[str, Any]], Any]:
+    """``get_path`` for one field, with the path split once."""
     parts = tuple(name.split("."))
     if len(parts) == 1:
         key = parts[0]
         return lambda doc: doc.get(key, MISSING)
-    return lambda doc: get_path(doc, name)
+
+    def get(doc: Mapping[str, Any]) -> Any:
+        cur: Any = doc
+        for part in parts:
+            if type(cur) is not dict and not isinstance(cur, Mapping):  # the dict test is the fast path
+                return MISSING
+            cur = cur.get(part, MISSING)
+        return cur
+
+    return get
 
 
 def _condition_predicate(cond: Condition) -> Predicate:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from siftline.errors import NotFoundError, ValidationError
 from siftline.features.embedder import DIMENSION
@@ -17,6 +17,7 @@ from siftline.models import (
     USER_VECTOR_EXTRACTOR,
     Collection,
     Feature,
+    Metric,
     Namespace,
     PayloadIndex,
     utcnow,
@@ -72,13 +73,17 @@ def _vector_features(configs: list[dict[str, Any]]) -> list[Feature]:
         if not isinstance(name, str) or not _VECTOR_NAME.match(name):
             raise ValidationError.at([*loc, "name"], "a vector name has 1-64 letters, digits, '_' or '-'")
         if name in seen or name in (TEXT_DENSE_OUTPUT, TEXT_BM25_OUTPUT):
-            raise ValidationError.at([*loc, "name"], f"the vector name '{name}' is already used in this collection")
+            raise ValidationError.at(
+                [*loc, "name"], f"the vector name '{name}' is already used in this collection"
+            )
         if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= MAX_DIMENSION:
-            raise ValidationError.at([*loc, "dimension"], f"dimension must be an integer from 1 to {MAX_DIMENSION}")
+            raise ValidationError.at(
+                [*loc, "dimension"], f"dimension must be an integer from 1 to {MAX_DIMENSION}"
+            )
         if metric not in METRICS:
             raise ValidationError.at([*loc, "metric"], f"metric must be one of {', '.join(METRICS)}")
         seen.add(name)
-        features.append(Feature(name, "dense", USER_VECTOR_EXTRACTOR, "v1", dim, metric))
+        features.append(Feature(name, "dense", USER_VECTOR_EXTRACTOR, "v1", dim, cast(Metric, metric)))
     return features
 
 
@@ -88,7 +93,9 @@ def _payload_indexes(configs: list[dict[str, Any]]) -> tuple[PayloadIndex, ...]:
         loc: list[str | int] = ["body", "payload_indexes", i]
         field, kind = cfg.get("field_name"), cfg.get("type")
         if not isinstance(field, str) or not field.strip() or field.startswith("_internal"):
-            raise ValidationError.at([*loc, "field_name"], "field_name must be a document field path, e.g. 'category'")
+            raise ValidationError.at(
+                [*loc, "field_name"], "field_name must be a document field path, e.g. 'category'"
+            )
         if kind not in INDEX_TYPES:
             raise ValidationError.at([*loc, "type"], f"type must be one of {', '.join(INDEX_TYPES)}")
         if field in out:

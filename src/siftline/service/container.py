@@ -22,8 +22,12 @@ class Services:
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
         storage = open_storage(settings)
-        embedder = embedder or TextEmbedder(settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size)
-        return cls(settings, storage, embedder, DocumentService(storage, embedder, settings.max_batch_documents))
+        embedder = embedder or TextEmbedder(
+            settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size
+        )
+        return cls(
+            settings, storage, embedder, DocumentService(storage, embedder, settings.max_batch_documents)
+        )
 
     def bootstrap(self) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""

@@ -24,6 +24,8 @@ from siftline.pipeline.filters import Node, bind, parse_filter
 from siftline.storage.base import Storage
 
 BM25_VERSION = "fts5-porter-unicode61"
+RESERVED_IDS = ("count",)  # GET …/documents/count is a route, so no document may be called that
+FLOAT32_MAX = 3.4028234e38
 RESERVED = ("document_id", "collection_id", "vectors", "_internal")
 _DOC_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -41,7 +43,9 @@ def _source_text(payload: dict[str, Any], fields: Sequence[str]) -> str:
         for part in path.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if isinstance(value, list):
-            parts.extend(str(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool))
+            parts.extend(
+                str(v) for v in value if isinstance(v, str | int | float) and not isinstance(v, bool)
+            )
         elif isinstance(value, str | int | float) and not isinstance(value, bool):
             parts.append(str(value))
     return " ".join(p for p in parts if p.strip())
@@ -51,14 +55,20 @@ def _vector(collection: Collection, key: str, value: Any, loc: list[str | int]) 
     feature = collection.feature(key)
     if feature is None or feature.kind != "dense":
         names = ", ".join(f.name for f in collection.dense_features) or "none"
-        raise ValidationError.at([*loc, key], f"the collection has no vector feature '{key}' (its vectors: {names})")
+        raise ValidationError.at(
+            [*loc, key], f"the collection has no vector feature '{key}' (its vectors: {names})"
+        )
     if not isinstance(value, list) or not all(
-        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in value
+        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and abs(x) <= FLOAT32_MAX
+        for x in value
     ):
-        raise ValidationError.at([*loc, key], "a vector is a list of finite numbers")
+        raise ValidationError.at(
+            [*loc, key], "a vector is a list of finite numbers within float32 range (|x| ≤ 3.4e38)"
+        )
     if len(value) != feature.dimension:
         raise ValidationError.at(
-            [*loc, key], f"vector '{feature.name}' has {len(value)} dimensions; the collection declares {feature.dimension}"
+            [*loc, key],
+            f"vector '{feature.name}' has {len(value)} dimensions; the collection declares {feature.dimension}",
         )
     return feature, np.asarray(value, dtype=np.float32)
 
@@ -74,6 +84,8 @@ def _split(
         raise ValidationError.at(
             [*loc, "document_id"], "document_id has 1-128 letters, digits, '_', '-', '.' or ':'"
         )
+    if doc_id in RESERVED_IDS:
+        raise ValidationError.at([*loc, "document_id"], f"'{doc_id}' is reserved; choose another document_id")
     col = body.get("collection_id")
     if col is not None and col not in (collection.collection_id, collection.collection_name):
         raise ValidationError.at(
@@ -87,7 +99,20 @@ def _split(
         feature, vec = _vector(collection, key, value, [*loc, "vectors"])
         vectors[feature.name] = vec
     payload = {k: v for k, v in body.items() if k not in RESERVED}
+    _check_finite(payload, loc)
     return doc_id, payload, vectors
+
+
+def _check_finite(value: Any, loc: list[str | int]) -> None:
+    """JSON has no NaN or Infinity: refuse them (Python's parser lets them through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError.at(loc, "NaN and Infinity are not JSON numbers; send a finite number or null")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, [*loc, key])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, [*loc, i])
 
 
 class DocumentService:
@@ -108,11 +133,12 @@ class DocumentService:
         writes: list[DocumentWrite] = []
         to_embed: list[tuple[int, str, str]] = []  # (write index, feature name, text)
         for doc_id, payload, vectors in items:
-            internal = {
+            versions: dict[str, str] = {}
+            internal: dict[str, Any] = {
                 "created_at": (created or {}).get(doc_id, now),
                 "updated_at": now,
                 "content_hash": hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(),
-                "feature_versions": {},
+                "feature_versions": versions,
             }
             write = DocumentWrite(doc_id, payload, internal, dict(vectors), {})
             for feature in collection.text_features:
@@ -122,7 +148,7 @@ class DocumentService:
                 elif feature.name not in write.vectors and text:
                     to_embed.append((len(writes), feature.name, text))
                 if text or feature.name in write.vectors:
-                    internal["feature_versions"][feature.uri] = (
+                    versions[feature.uri] = (
                         BM25_VERSION if feature.kind == "bm25" else getattr(self.embedder, "name", "model")
                     )
             writes.append(write)
@@ -137,7 +163,9 @@ class DocumentService:
     def create(self, collection: Collection, body: Any) -> Document:
         doc_id, payload, vectors = _split(collection, body, ["body"])
         doc_id = doc_id or new_id("doc")
-        self.storage.put_documents(collection, self._writes(collection, [(doc_id, payload, vectors)]), replace=False)
+        self.storage.put_documents(
+            collection, self._writes(collection, [(doc_id, payload, vectors)]), replace=False
+        )
         return self.get(collection, doc_id)
 
     def create_batch(self, collection: Collection, body: Any, *, replace: bool = False) -> list[str]:
@@ -159,7 +187,9 @@ class DocumentService:
             doc_id, payload, vectors = _split(collection, raw, ["body", "documents", i])
             doc_id = doc_id or new_id("doc")
             if doc_id in seen:
-                raise ValidationError.at(["body", "documents", i, "document_id"], f"'{doc_id}' appears twice in the batch")
+                raise ValidationError.at(
+                    ["body", "documents", i, "document_id"], f"'{doc_id}' appears twice in the batch"
+                )
             seen.add(doc_id)
             items.append((doc_id, payload, vectors))
         self.storage.put_documents(collection, self._writes(collection, items), replace=replace)
@@ -187,7 +217,9 @@ class DocumentService:
         """JSON merge patch (RFC 7386) of the user fields; named vectors in ``vectors`` are replaced."""
         current = self.get(collection, document_id, with_vectors=True)
         if not isinstance(body, dict):
-            raise ValidationError.at(["body"], "a patch is a JSON object of fields to change (null removes a field)")
+            raise ValidationError.at(
+                ["body"], "a patch is a JSON object of fields to change (null removes a field)"
+            )
         body_id, changes, vectors = _split(collection, body, ["body"])
         if body_id is not None and body_id != document_id:
             raise ValidationError.at(["body", "document_id"], "document_id in the body differs from the URL")
@@ -200,12 +232,16 @@ class DocumentService:
                 kept.pop(feature.name, None)
         kept.update(vectors)
         created = {document_id: current.internal.get("created_at", iso(utcnow()))}
-        self.storage.put_documents(collection, self._writes(collection, [(document_id, payload, kept)], created), replace=True)
+        self.storage.put_documents(
+            collection, self._writes(collection, [(document_id, payload, kept)], created), replace=True
+        )
         return self.get(collection, document_id)
 
     def delete(self, collection: Collection, document_id: str) -> None:
         if self.storage.delete_documents(collection, [document_id]) == 0:
-            raise NotFoundError(f"Document '{document_id}' not found in collection '{collection.collection_name}'.")
+            raise NotFoundError(
+                f"Document '{document_id}' not found in collection '{collection.collection_name}'."
+            )
 
     def list(
         self,
@@ -263,8 +299,17 @@ def parse_sort(sort: Any) -> SortSpec | None:
     if sort is None:
         return None
     if not isinstance(sort, dict) or not isinstance(sort.get("field"), str) or not sort["field"].strip():
-        raise ValidationError.at(["body", "sort"], 'sort is {"field": "<dotted path>", "direction": "asc"|"desc"}')
+        raise ValidationError.at(
+            ["body", "sort"], 'sort is {"field": "<dotted path>", "direction": "asc"|"desc"}'
+        )
+    field = sort["field"]
+    if any(not part for part in field.split(".")) or any(ch in field for ch in '"\\\0'):
+        raise ValidationError.at(
+            ["body", "sort", "field"],
+            f"cannot sort on {field}: write a dotted path of non-empty names without quotes or backslashes, "
+            "e.g. metadata.year",
+        )
     direction = sort.get("direction") or "asc"
     if direction not in ("asc", "desc"):
         raise ValidationError.at(["body", "sort", "direction"], "direction is 'asc' or 'desc'")
-    return SortSpec(sort["field"], direction)
+    return SortSpec(sort["field"], "desc" if direction == "desc" else "asc")

@@ -76,5 +76,7 @@ def require_unlimited(key: ApiKey, action: str) -> None:
 def revoke_key(storage: Storage, key_id_or_prefix: str) -> ApiKey:
     key = storage.revoke_key(key_id_or_prefix)
     if key is None:
-        raise NotFoundError(f"No single API key matches '{key_id_or_prefix}'; use the key_id shown by `keys list`.")
+        raise NotFoundError(
+            f"No single API key matches '{key_id_or_prefix}'; use the key_id shown by `keys list`."
+        )
     return key

@@ -31,7 +31,9 @@ def count_corpus(directory: Path) -> int:
     """Documents in the folder's corpus.jsonl (for a progress bar's total)."""
     corpus = directory / "corpus.jsonl"
     if not corpus.is_file():
-        raise BadRequestError(f"{corpus} not found: a BEIR folder holds corpus.jsonl with _id, title and text.")
+        raise BadRequestError(
+            f"{corpus} not found: a BEIR folder holds corpus.jsonl with _id, title and text."
+        )
     with corpus.open(encoding="utf-8") as fh:
         return sum(1 for line in fh if line.strip())
 

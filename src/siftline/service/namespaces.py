@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from typing import Any
 
-from siftline.errors import NotFoundError, ValidationError
+from siftline.errors import BadRequestError, NotFoundError, ValidationError
 from siftline.ids import new_id
 from siftline.models import ApiKey, Namespace, utcnow
 from siftline.service.keys import check_namespace_access
@@ -37,7 +37,9 @@ def ensure_namespace(storage: Storage, name: str) -> Namespace:
     return namespace
 
 
-def create(storage: Storage, name: str, description: str | None, metadata: dict[str, Any] | None) -> Namespace:
+def create(
+    storage: Storage, name: str, description: str | None, metadata: dict[str, Any] | None
+) -> Namespace:
     validate_name(name, ["body", "namespace_name"])
     now = utcnow()
     namespace = Namespace(new_id("ns"), name, description, metadata or {}, now, now)
@@ -68,4 +70,9 @@ def update(storage: Storage, namespace: Namespace, changes: dict[str, Any]) -> N
 
 
 def delete(storage: Storage, namespace: Namespace) -> None:
+    if namespace.namespace_name == DEFAULT_NAMESPACE:
+        raise BadRequestError(
+            "The 'default' namespace is where requests without X-Namespace go and cannot be deleted; "
+            "delete its collections instead."
+        )
     storage.delete_namespace(namespace.namespace_id)

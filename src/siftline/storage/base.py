@@ -53,7 +53,9 @@ class CollectionStore(Protocol):
         """Raises AlreadyExistsError when the name is taken in the namespace."""
 
     def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None: ...
-    def list_collections(self, namespace_id: str, limit: int, offset: int) -> tuple[list[Collection], int]: ...
+    def list_collections(
+        self, namespace_id: str, limit: int, offset: int
+    ) -> tuple[list[Collection], int]: ...
     def update_collection(self, collection: Collection) -> None:
         """Metadata only (name, description, metadata)."""
 
@@ -62,7 +64,9 @@ class CollectionStore(Protocol):
 
 
 class DocumentStore(Protocol):
-    def put_documents(self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool) -> None:
+    def put_documents(
+        self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool
+    ) -> None:
         """Insert (``replace=False``; an existing id raises AlreadyExistsError and nothing is written)
         or upsert documents with their vectors and full-text, in one transaction; durable on return."""
 

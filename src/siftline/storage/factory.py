@@ -11,4 +11,4 @@ def open_storage(settings: Settings) -> Storage:
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     storage = SQLiteStorage(settings.database_path, settings.vectors_dir, settings.sqlite_busy_timeout_ms)
-    return storage  # type: ignore[return-value]
+    return storage

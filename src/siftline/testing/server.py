@@ -40,7 +40,16 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "siftline", "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "siftline",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )

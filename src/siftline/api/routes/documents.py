@@ -90,12 +90,16 @@ def get_document(
 
 
 @router.put("/{document_id}", summary="Replace a document (re-embeds and re-indexes)")
-def replace_document(document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
+def replace_document(
+    document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep
+) -> dict[str, Any]:
     return svc.documents.replace(col, document_id, body).as_dict()
 
 
 @router.patch("/{document_id}", summary="Change some fields of a document (JSON merge patch)")
-def patch_document(document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
+def patch_document(
+    document_id: str, body: DocumentBody, svc: ServicesDep, col: CollectionDep
+) -> dict[str, Any]:
     return svc.documents.patch(col, document_id, body).as_dict()
 
 

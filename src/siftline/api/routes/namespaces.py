@@ -56,7 +56,9 @@ def get_namespace(namespace_identifier: str, svc: ServicesDep, key: KeyDep) -> N
 
 
 @router.patch("/{namespace_identifier}", summary="Rename or describe a namespace")
-def update_namespace(namespace_identifier: str, body: NamespaceUpdate, svc: ServicesDep, key: KeyDep) -> NamespaceOut:
+def update_namespace(
+    namespace_identifier: str, body: NamespaceUpdate, svc: ServicesDep, key: KeyDep
+) -> NamespaceOut:
     ns = namespaces.get(svc.storage, key, namespace_identifier)
     return _out(svc, namespaces.update(svc.storage, ns, body.model_dump(exclude_unset=True)))
 

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class ErrorDetail(BaseModel):
     message: str = Field(description="What was wrong and how to fix it.")
     type: str = Field(description="Stable error type, e.g. ValidationError.")
-    details: dict[str, Any] | None = Field(None, description="For validation errors: `errors`, each bad field.")
+    details: dict[str, Any] | None = Field(
+        None, description="For validation errors: `errors`, each bad field."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -24,7 +26,9 @@ class Pagination(BaseModel):
     page: int | None = None
     page_size: int | None = None
     total_pages: int | None = None
-    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null on the last.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next page; null on the last."
+    )
     has_next: bool = False
 
 
@@ -50,7 +54,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def paginate(total: int | None, limit: int, offset: int, next_cursor: str | None, has_next: bool) -> Pagination:
+def paginate(
+    total: int | None, limit: int, offset: int, next_cursor: str | None, has_next: bool
+) -> Pagination:
     pages = None if total is None else (total + limit - 1) // limit
     return Pagination(
         total=total,

@@ -50,7 +50,7 @@ class FeatureExtractorIn(BaseModel):
     feature_extractor_name: str = Field(examples=["text_extractor"])
     version: str = Field("v1", examples=["v1"])
     input_mappings: dict[str, str | list[str]] = Field(
-        default_factory=lambda: {"text": "text"},
+        default_factory=lambda: dict[str, str | list[str]](text="text"),
         description="`text`: the document field (or list of fields, joined with a space) to embed and index.",
     )
 
@@ -59,7 +59,7 @@ class VectorConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    dimension: int
+    dimension: int = Field(strict=True, description="Number of components, 1 to 4096.")
     metric: Literal["cosine", "dot_product", "euclidean"] = "cosine"
 
 
@@ -93,7 +93,9 @@ class CollectionCreate(BaseModel):
     vector_configs: list[VectorConfigIn] | None = None
     payload_indexes: list[PayloadIndexIn] | None = None
     metadata: dict[str, Any] | None = None
-    source: dict[str, Any] | None = Field(None, description="Accepted for SDK compatibility; documents are written directly.")
+    source: dict[str, Any] | None = Field(
+        None, description="Accepted for SDK compatibility; documents are written directly."
+    )
     enabled: bool | None = Field(None, description="Accepted for SDK compatibility.")
 
 

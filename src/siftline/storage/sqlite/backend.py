@@ -28,4 +28,8 @@ class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin):
         self.db.close()
 
     def info(self) -> dict[str, Any]:
-        return {"backend": self.name, "database": str(self.db.path), "vector_indexes_loaded": len(self._indexes)}
+        return {
+            "backend": self.name,
+            "database": str(self.db.path),
+            "vector_indexes_loaded": len(self._indexes),
+        }

@@ -112,7 +112,8 @@ class CatalogMixin:
 
         with self.db.write() as conn:
             rows = conn.execute(
-                "SELECT key_id FROM api_keys WHERE key_id = ? OR prefix = ?", (key_id_or_prefix, key_id_or_prefix)
+                "SELECT key_id FROM api_keys WHERE key_id = ? OR prefix = ?",
+                (key_id_or_prefix, key_id_or_prefix),
             ).fetchall()
             if len(rows) != 1:
                 return None
@@ -197,7 +198,12 @@ class CatalogMixin:
 
     def delete_namespace(self, namespace_id: str) -> bool:
         with self.db.write() as conn:
-            ids = [r[0] for r in conn.execute("SELECT collection_id FROM collections WHERE namespace_id = ?", (namespace_id,))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT collection_id FROM collections WHERE namespace_id = ?", (namespace_id,)
+                )
+            ]
             for collection_id in ids:
                 self._drop_collection_data(conn, collection_id)
             conn.execute("DELETE FROM collections WHERE namespace_id = ?", (namespace_id,))
@@ -277,6 +283,8 @@ class CatalogMixin:
         with self.db.write() as conn:
             self._drop_collection_data(conn, collection.collection_id)
             return (
-                conn.execute("DELETE FROM collections WHERE collection_id = ?", (collection.collection_id,)).rowcount
+                conn.execute(
+                    "DELETE FROM collections WHERE collection_id = ?", (collection.collection_id,)
+                ).rowcount
                 > 0
             )

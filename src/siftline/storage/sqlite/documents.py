@@ -24,7 +24,7 @@ from siftline.errors import AlreadyExistsError, BadRequestError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.pipeline.filters import Node
 from siftline.storage.sqlite.db import Database
-from siftline.storage.sqlite.filter_sql import compile_filter
+from siftline.storage.sqlite.filter_sql import compile_filter, json_path
 from siftline.storage.sqlite.vectors import ExactIndex, prepare
 
 _CHUNK = 500
@@ -38,7 +38,7 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 def _dumps(value: Any) -> str:
     # ensure_ascii=False: SQLite's json_extract matches raw key text, so "città" must stay unescaped
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def fts_query(text: str) -> str:
@@ -46,30 +46,25 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
 
 
-def sort_expression(field: str, alias: str = "d") -> tuple[str, list[Any]]:
-    """SQL for the value a sort orders by (the same field mapping the filters use)."""
-    head, *rest = field.split(".")
-    if head in ("document_id", "collection_id") and not rest:
-        return f"{alias}.{head}", []
-    column, segments = ("internal", rest) if head == "_internal" else ("payload", [head, *rest])
-    if not segments or any('"' in s for s in segments):
-        raise BadRequestError(f"Cannot sort on field '{field}': name a document field such as 'metadata.year'.")
-    return f"json_extract({alias}.{column}, ?)", ["$" + "".join(f'."{s}"' for s in segments)]
-
-
 def encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> dict[str, Any]:
+_MAX_CURSOR = 2**62
+
+
+def decode_cursor(cursor: str, key: str) -> int:
+    """The position ``key`` (``r``: last rowid, ``o``: offset) a cursor of ``encode_cursor`` holds."""
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(data, dict):
+        value = data[key] if isinstance(data, dict) else None
+        if type(value) is not int or not 0 <= value < _MAX_CURSOR:
             raise ValueError
-        return data
-    except (ValueError, UnicodeDecodeError) as exc:
+        return value
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise BadRequestError(
-            "The cursor is not valid: pass the pagination.next_cursor value of a previous response unchanged."
+            "The cursor is not valid for this request: pass the pagination.next_cursor of the previous "
+            "page unchanged, with the same sort."
         ) from exc
 
 
@@ -105,7 +100,9 @@ class DocumentsMixin:
         return seq
 
     def _drop_collection_data(self, conn: sqlite3.Connection, collection_id: str) -> None:
-        rows = conn.execute("SELECT seq, name, kind FROM features WHERE collection_id = ?", (collection_id,)).fetchall()
+        rows = conn.execute(
+            "SELECT seq, name, kind FROM features WHERE collection_id = ?", (collection_id,)
+        ).fetchall()
         for seq, name, kind in rows:
             if kind == "bm25":
                 conn.execute(f"DROP TABLE IF EXISTS fts_{seq}")
@@ -120,7 +117,9 @@ class DocumentsMixin:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def put_documents(self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool) -> None:
+    def put_documents(
+        self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool
+    ) -> None:
         if not writes:
             return
         cid = collection.collection_id
@@ -152,7 +151,9 @@ class DocumentsMixin:
             dense = [(f, self._feature_seq(conn, cid, f)) for f, _ in dense]
             updates: list[tuple[int, list[int], list[str], np.ndarray]] = []
             for feature, seq in dense:
-                updates.append(self._write_vectors(conn, feature, seq, rowids, writes, replaced=bool(existing)))
+                updates.append(
+                    self._write_vectors(conn, feature, seq, rowids, writes, replaced=bool(existing))
+                )
             for feature in collection.features:
                 if feature.kind == "bm25":
                     seq = self._feature_seq(conn, cid, feature)
@@ -203,7 +204,11 @@ class DocumentsMixin:
             conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})", list(chunk))
         conn.executemany(
             f"INSERT INTO fts_{seq}(rowid, text) VALUES (?, ?)",
-            [(r, w.texts[feature.name]) for r, w in zip(rowids, writes, strict=True) if w.texts.get(feature.name)],
+            [
+                (r, w.texts[feature.name])
+                for r, w in zip(rowids, writes, strict=True)
+                if w.texts.get(feature.name)
+            ],
         )
 
     def _bump(self, conn: sqlite3.Connection, collection_id: str) -> int:
@@ -215,7 +220,9 @@ class DocumentsMixin:
             ).fetchone()[0]
         )
 
-    def _rowids(self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]) -> dict[str, int]:
+    def _rowids(
+        self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]
+    ) -> dict[str, int]:
         found: dict[str, int] = {}
         for chunk in _chunks(list(dict.fromkeys(document_ids))):
             rows = conn.execute(
@@ -239,7 +246,9 @@ class DocumentsMixin:
                 marks = ",".join("?" * len(chunk))
                 conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
                 for seq in seqs.get("dense", []):
-                    conn.execute(f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})", [seq, *chunk])
+                    conn.execute(
+                        f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})", [seq, *chunk]
+                    )
                 for seq in seqs.get("bm25", []):
                     conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
             version = self._bump(conn, cid)
@@ -253,9 +262,16 @@ class DocumentsMixin:
     # -- reads --------------------------------------------------------------------------------
 
     def _documents_from_rows(
-        self, conn: sqlite3.Connection, collection: Collection, rows: list[tuple[Any, ...]], with_vectors: bool
+        self,
+        conn: sqlite3.Connection,
+        collection: Collection,
+        rows: list[tuple[Any, ...]],
+        with_vectors: bool,
     ) -> list[Document]:
-        docs = [Document(doc_id, collection.collection_id, json.loads(p), json.loads(i)) for _, doc_id, p, i in rows]
+        docs = [
+            Document(doc_id, collection.collection_id, json.loads(p), json.loads(i))
+            for _, doc_id, p, i in rows
+        ]
         if with_vectors and rows:
             by_rowid = {row[0]: doc for row, doc in zip(rows, docs, strict=True)}
             for doc in docs:
@@ -274,7 +290,9 @@ class DocumentsMixin:
     def _feature_seq_read(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
         key = (collection_id, feature.name, feature.kind)
         if key not in self._feature_seqs:
-            row = conn.execute("SELECT seq FROM features WHERE collection_id = ? AND name = ? AND kind = ?", key).fetchone()
+            row = conn.execute(
+                "SELECT seq FROM features WHERE collection_id = ? AND name = ? AND kind = ?", key
+            ).fetchone()
             if row is None:
                 return -1
             self._feature_seqs[key] = row[0]
@@ -310,11 +328,12 @@ class DocumentsMixin:
         where, params = compile_filter(filter, "d")
         base = f"FROM documents d WHERE d.collection_id = ? AND ({where})"
         base_params = [collection.collection_id, *params]
-        after = decode_cursor(cursor) if cursor else {}
         with self.db.read() as conn:
-            total = conn.execute(f"SELECT count(*) {base}", base_params).fetchone()[0] if include_total else None
+            total = (
+                conn.execute(f"SELECT count(*) {base}", base_params).fetchone()[0] if include_total else None
+            )
             if sort is None:  # keyset on rowid: stable and cheap at any depth
-                last = int(after.get("r", 0)) if cursor else 0
+                last = decode_cursor(cursor, "r") if cursor else 0
                 rows = conn.execute(
                     f"SELECT d.rowid, d.document_id, d.payload, d.internal {base} AND d.rowid > ? "
                     "ORDER BY d.rowid LIMIT ? OFFSET ?",
@@ -324,13 +343,13 @@ class DocumentsMixin:
                 rows = rows[:limit]
                 next_cursor = encode_cursor({"r": rows[-1][0]}) if more and rows else None
             else:
-                start = int(after.get("o", 0)) if cursor else offset
+                start = decode_cursor(cursor, "o") if cursor else offset
                 direction = "DESC" if sort.direction == "desc" else "ASC"
-                key, key_params = sort_expression(sort.field)
+                key = json_path(sort.field, "d")
                 rows = conn.execute(
                     f"SELECT d.rowid, d.document_id, d.payload, d.internal {base} "
                     f"ORDER BY {key} {direction}, d.rowid {direction} LIMIT ? OFFSET ?",
-                    [*base_params, *key_params, limit + 1, start],
+                    [*base_params, limit + 1, start],
                 ).fetchall()
                 more = len(rows) > limit
                 rows = rows[:limit]

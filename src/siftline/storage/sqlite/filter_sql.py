@@ -22,10 +22,13 @@ How the semantics map onto SQLite:
   must call** :func:`register_functions` first (``sl_fold`` = ``str.casefold`` on text,
   ``sl_regexp(pattern, flags, value)`` = ``re.search``).
 
+:func:`json_path` gives the same field as a parameter-free SQL expression (e.g. for ORDER BY).
+
 Limits of SQLite's JSON (3.40) that callers must respect: write ``payload``/``internal`` with
-``json.dumps(..., ensure_ascii=False)`` or non-ASCII keys can't be found; keys containing ``"``
-can't be addressed (compiling such a field raises ValidationError); strings containing NUL and
-integers beyond 64 bits don't compare like in Python.
+``json.dumps(..., ensure_ascii=False)``, or keys with non-ASCII characters are never found (SQLite
+compares path labels to the raw, still-escaped key text); keys containing ``"``, ``\\`` or NUL
+can't be addressed (compiling such a field raises ValidationError); string values containing NUL
+and integers beyond 64 bits don't compare like in Python.
 """
 
 from __future__ import annotations

@@ -35,7 +35,9 @@ class SearchMixin:
             return None
         index = self._indexes.get(seq)
         if index is None:
-            index = self._indexes.setdefault(seq, ExactIndex(feature.dimension or 0, feature.metric or "cosine"))
+            index = self._indexes.setdefault(
+                seq, ExactIndex(feature.dimension or 0, feature.metric or "cosine")
+            )
         if index.version >= collection.write_version:
             return index
         with index.lock:
@@ -65,7 +67,9 @@ class SearchMixin:
             if rows
             else np.zeros((0, index.dimension), dtype=np.float32)
         )
-        index.load(np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows], matrix.copy(), version)
+        index.load(
+            np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows], matrix.copy(), version
+        )
         index.dirty = True
 
     def _allowed_rowids(self, collection: Collection, filter: Node | None) -> np.ndarray | None:

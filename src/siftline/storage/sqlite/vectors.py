@@ -112,7 +112,8 @@ class ExactIndex:
             matrix = self._matrix[:n]
             if allowed_rowids is not None:
                 positions = np.fromiter(
-                    (p for r in allowed_rowids.tolist() if (p := self._pos.get(r)) is not None), dtype=np.int64
+                    (p for r in allowed_rowids.tolist() if (p := self._pos.get(r)) is not None),
+                    dtype=np.int64,
                 )
                 if positions.size == 0:
                     return []
@@ -172,7 +173,7 @@ class ExactIndex:
             )
             if fits:
                 return rowids, doc_ids, matrix, version
-        except Exception:  # noqa: BLE001 - zipfile.BadZipFile, EOFError, pickle refusals, ...
+        except Exception:
             pass
         with contextlib.suppress(OSError):
             path.unlink()
