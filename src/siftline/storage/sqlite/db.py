@@ -90,7 +90,7 @@ class Database:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_lock = threading.RLock()
+        self._write_lock: threading.RLock = threading.RLock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -149,6 +149,12 @@ class Database:
                 raise
             else:
                 conn.execute("COMMIT")
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        """Held around a write and the in-memory index updates that follow its commit, so those
+        updates apply in commit order."""
+        return self._write_lock
 
     def close(self) -> None:
         with self._readers_lock:

@@ -86,18 +86,14 @@ class DocumentsMixin:
                 )
 
     def _feature_seq(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
+        """The feature's number, created when missing (write path: not cached, so a rollback leaves no trace)."""
         key = (collection_id, feature.name, feature.kind)
-        seq = self._feature_seqs.get(key)
-        if seq is None:
+        conn.execute("INSERT OR IGNORE INTO features(collection_id, name, kind) VALUES (?,?,?)", key)
+        return int(
             conn.execute(
-                "INSERT OR IGNORE INTO features(collection_id, name, kind) VALUES (?,?,?)",
-                (collection_id, feature.name, feature.kind),
-            )
-            seq = conn.execute(
                 "SELECT seq FROM features WHERE collection_id = ? AND name = ? AND kind = ?", key
             ).fetchone()[0]
-            self._feature_seqs[key] = seq
-        return seq
+        )
 
     def _drop_collection_data(self, conn: sqlite3.Connection, collection_id: str) -> None:
         rows = conn.execute(
@@ -123,49 +119,49 @@ class DocumentsMixin:
         if not writes:
             return
         cid = collection.collection_id
-        dense = [(f, 0) for f in collection.features if f.kind == "dense"]
-        with self.db.write() as conn:
-            existing = self._rowids(conn, cid, [w.document_id for w in writes])
-            if existing and not replace:
-                taken = sorted(existing)[:5]
-                raise AlreadyExistsError(
-                    f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
-                    f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
-                    {"document_ids": taken},
+        with self.db.write_lock:
+            with self.db.write() as conn:
+                existing = self._rowids(conn, cid, [w.document_id for w in writes])
+                if existing and not replace:
+                    taken = sorted(existing)[:5]
+                    raise AlreadyExistsError(
+                        f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
+                        f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
+                        {"document_ids": taken},
+                    )
+                next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
+                rowids: list[int] = []
+                for w in writes:
+                    rowid = existing.get(w.document_id)
+                    if rowid is None:
+                        rowid, next_rowid = next_rowid, next_rowid + 1
+                    rowids.append(rowid)
+                conn.executemany(
+                    "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal",
+                    [
+                        (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
+                        for r, w in zip(rowids, writes, strict=True)
+                    ],
                 )
-            next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
-            rowids: list[int] = []
-            for w in writes:
-                rowid = existing.get(w.document_id)
-                if rowid is None:
-                    rowid, next_rowid = next_rowid, next_rowid + 1
-                rowids.append(rowid)
-            conn.executemany(
-                "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal",
-                [
-                    (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
-                    for r, w in zip(rowids, writes, strict=True)
-                ],
-            )
-            dense = [(f, self._feature_seq(conn, cid, f)) for f, _ in dense]
-            updates: list[tuple[int, list[int], list[str], np.ndarray]] = []
-            for feature, seq in dense:
-                updates.append(
-                    self._write_vectors(conn, feature, seq, rowids, writes, replaced=bool(existing))
-                )
-            for feature in collection.features:
-                if feature.kind == "bm25":
-                    seq = self._feature_seq(conn, cid, feature)
-                    self._write_texts(conn, feature, seq, rowids, writes, list(existing.values()))
-            version = self._bump(conn, cid)
-        for seq, have_rowids, have_ids, vectors in updates:
-            index = self._indexes.get(seq)
-            if index is not None and index.version == version - 1:
-                gone = set(existing.values()) - set(have_rowids)
-                index.remove(sorted(gone))
-                index.upsert(have_rowids, have_ids, vectors)
-                index.version = version
+                updates = [
+                    self._write_vectors(
+                        conn, f, self._feature_seq(conn, cid, f), rowids, writes, bool(existing)
+                    )
+                    for f in collection.dense_features
+                ]
+                for feature in collection.features:
+                    if feature.kind == "bm25":
+                        seq = self._feature_seq(conn, cid, feature)
+                        self._write_texts(conn, feature, seq, rowids, writes, list(existing.values()))
+                version = self._bump(conn, cid)
+            for seq, have_rowids, have_ids, vectors in updates:
+                index = self._indexes.get(seq)
+                if index is not None and index.version == version - 1:
+                    gone = set(existing.values()) - set(have_rowids)
+                    index.remove(sorted(gone))
+                    index.upsert(have_rowids, have_ids, vectors)
+                    index.version = version
 
     def _write_vectors(
         self,
@@ -235,28 +231,29 @@ class DocumentsMixin:
 
     def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
         cid = collection.collection_id
-        with self.db.write() as conn:
-            rowids = list(self._rowids(conn, cid, document_ids).values())
-            if not rowids:
-                return 0
-            seqs = {f.kind: [] for f in collection.features}  # type: dict[str, list[int]]
-            for feature in collection.features:
-                seqs[feature.kind].append(self._feature_seq(conn, cid, feature))
-            for chunk in _chunks(rowids):
-                marks = ",".join("?" * len(chunk))
-                conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
-                for seq in seqs.get("dense", []):
-                    conn.execute(
-                        f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})", [seq, *chunk]
-                    )
-                for seq in seqs.get("bm25", []):
-                    conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
-            version = self._bump(conn, cid)
-        for seq in seqs.get("dense", []):
-            index = self._indexes.get(seq)
-            if index is not None and index.version == version - 1:
-                index.remove(rowids)
-                index.version = version
+        with self.db.write_lock:
+            with self.db.write() as conn:
+                rowids = list(self._rowids(conn, cid, document_ids).values())
+                if not rowids:
+                    return 0
+                dense = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "dense"]
+                bm25 = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "bm25"]
+                for chunk in _chunks(rowids):
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
+                    for seq in dense:
+                        conn.execute(
+                            f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})",
+                            [seq, *chunk],
+                        )
+                    for seq in bm25:
+                        conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
+                version = self._bump(conn, cid)
+            for seq in dense:
+                index = self._indexes.get(seq)
+                if index is not None and index.version == version - 1:
+                    index.remove(rowids)
+                    index.version = version
         return len(rowids)
 
     # -- reads --------------------------------------------------------------------------------
