@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -40,6 +40,9 @@ bench-embed: setup ## Query-embedding latency of the built-in model
 
 bench-ingest: setup ## Ingest docs/s with embedding and with supplied vectors
 	$(BIN)/python benchmarks/ingest.py
+
+bench-load: setup ## `siftline load` of ../shared/data/scifact into a fresh data directory
+	$(BIN)/python benchmarks/load_beir.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -86,6 +86,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         owned = services is None
         svc = services or Services.open(settings)
         svc.bootstrap()
+        if svc.storage.count_keys() == 0:
+            log.warning(
+                "No API key exists yet: create one with `siftline keys create --data-dir %s` "
+                "(every route but /v1/health needs one).",
+                svc.settings.data_dir,
+            )
         app.state.services = svc
         try:
             yield

@@ -148,9 +148,7 @@ class DocumentService:
                 elif feature.name not in write.vectors and text:
                     to_embed.append((len(writes), feature.name, text))
                 if text or feature.name in write.vectors:
-                    versions[feature.uri] = (
-                        BM25_VERSION if feature.kind == "bm25" else getattr(self.embedder, "name", "model")
-                    )
+                    versions[feature.uri] = BM25_VERSION if feature.kind == "bm25" else self.embedder.name
             writes.append(write)
         if to_embed:
             matrix = self.embedder.embed([t for _, _, t in to_embed])
