@@ -1,6 +1,6 @@
 """Time ``siftline load`` of a BEIR folder into a fresh data directory (the CLI's own progress bar shows).
 
-    python benchmarks/load_beir.py [--folder ../shared/data/scifact] [--batch-size 256]
+python benchmarks/load_beir.py [--folder ../shared/data/scifact] [--batch-size 256]
 """
 
 from __future__ import annotations
