@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import ADMIN_KEY
+from helpers import ADMIN_KEY, settings_for
 from siftline.api.app import create_app
 from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
@@ -28,7 +28,7 @@ def embedder() -> TextEmbedder:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", bootstrap_key=ADMIN_KEY, max_batch_documents=500)
+    return settings_for(tmp_path / "data")
 
 
 @pytest.fixture

@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from siftline.api.app import create_app
+from siftline.config import Settings
+from siftline.features.embedder import TextEmbedder
+from siftline.service.container import Services
+
 ADMIN_KEY = "sk_test_admin_0123456789abcdefghijklmnop"
+
+
+def settings_for(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of a test server: its own data directory, the admin key bootstrapped, small batches."""
+    return Settings(
+        **{"data_dir": data_dir, "bootstrap_key": ADMIN_KEY, "max_batch_documents": 500, **overrides}
+    )
+
+
+@contextmanager
+def served(settings: Settings, embedder: TextEmbedder) -> Iterator[tuple[TestClient, Services]]:
+    """An in-process client (admin key in its default headers) over real SQLite and the real model."""
+    services = Services.open(settings, embedder)
+    try:
+        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            yield client, services
+    finally:
+        services.close()
 
 
 def bearer(secret: str, namespace: str | None = None) -> dict[str, str]:

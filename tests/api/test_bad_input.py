@@ -16,11 +16,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import ADMIN_KEY, TEXT_COLLECTION
-from siftline.api.app import create_app
-from siftline.config import Settings
+from helpers import TEXT_COLLECTION, served, settings_for
 from siftline.features.embedder import TextEmbedder
-from siftline.service.container import Services
 
 COL = "/v1/collections"
 DOCS = f"{COL}/papers/documents"
@@ -76,18 +73,8 @@ def papers(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedder) -> 
     One server per module, built like conftest's ``client``: every test using it sends input that must be
     refused, and checks (``before``/``stored``) that nothing changed. Tests that write use ``fresh_papers``.
     """
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("bad-input") / "data",
-        bootstrap_key=ADMIN_KEY,
-        max_batch_documents=500,
-    )
-    services = Services.open(settings, embedder)
-    try:
-        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
-            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-            yield _seed(client)
-    finally:
-        services.close()
+    with served(settings_for(tmp_path_factory.mktemp("bad-input") / "data"), embedder) as (client, _):
+        yield _seed(client)
 
 
 @pytest.fixture
@@ -668,18 +655,12 @@ def test_random_document_bodies_never_give_a_5xx(fresh_papers: TestClient, docum
 
 
 def test_a_body_over_the_size_limit_is_refused_before_parsing(tmp_path: Any, embedder: TextEmbedder) -> None:
-    small = Settings(data_dir=tmp_path / "small", bootstrap_key=ADMIN_KEY, max_request_bytes=4096)
-    svc = Services.open(small, embedder)
-    try:
-        with TestClient(create_app(small, svc), raise_server_exceptions=False) as http:
-            http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-            assert http.post(COL, json=TEXT_COLLECTION).status_code == 201
-            big = {"documents": [{"text": "x" * 100} for _ in range(100)]}
-            error = assert_error(http.post(f"{DOCS}/batch", json=big), 400, "BadRequestError")
-            assert "4,096" in error["message"] and "SIFTLINE_MAX_REQUEST_BYTES" in error["message"]
-            assert http.get(f"{DOCS}/count").json()["count"] == 0
-    finally:
-        svc.close()
+    with served(settings_for(tmp_path / "small", max_request_bytes=4096), embedder) as (http, _):
+        assert http.post(COL, json=TEXT_COLLECTION).status_code == 201
+        big = {"documents": [{"text": "x" * 100} for _ in range(100)]}
+        error = assert_error(http.post(f"{DOCS}/batch", json=big), 400, "BadRequestError")
+        assert "4,096" in error["message"] and "SIFTLINE_MAX_REQUEST_BYTES" in error["message"]
+        assert http.get(f"{DOCS}/count").json()["count"] == 0
 
 
 def test_the_default_namespace_cannot_be_deleted(client: TestClient) -> None:

@@ -9,11 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import ADMIN_KEY, TEXT_COLLECTION
-from siftline.api.app import create_app
-from siftline.config import Settings
+from helpers import TEXT_COLLECTION, served, settings_for
 from siftline.features.embedder import TextEmbedder
-from siftline.service.container import Services
 
 DOCS = "/v1/collections/papers/documents"
 DENSE = "all_minilm_l6_v2"
@@ -62,15 +59,9 @@ def corpus(papers: TestClient) -> TestClient:
 @pytest.fixture(scope="module")
 def read_corpus(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedder) -> Iterator[TestClient]:
     """`papers` holding CORPUS on one server per module (built like conftest's ``client``): read-only tests."""
-    settings = Settings(data_dir=tmp_path_factory.mktemp("documents") / "data", bootstrap_key=ADMIN_KEY)
-    services = Services.open(settings, embedder)
-    try:
-        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
-            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-            assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 201
-            yield _load(client)
-    finally:
-        services.close()
+    with served(settings_for(tmp_path_factory.mktemp("documents") / "data"), embedder) as (client, _):
+        assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 201
+        yield _load(client)
 
 
 # -- create and read ----------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import ADMIN_KEY, TEXT_COLLECTION, bearer
-from siftline.api.app import create_app
-from siftline.config import Settings
+from helpers import ADMIN_KEY, TEXT_COLLECTION, bearer, served, settings_for
 from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.container import Services
@@ -155,18 +153,8 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedde
     Built like conftest's ``client`` (real SQLite, real model, admin key), once per module: building a
     world per test would dominate the run time.
     """
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("isolation") / "data",
-        bootstrap_key=ADMIN_KEY,
-        max_batch_documents=500,
-    )
-    services = Services.open(settings, embedder)
-    try:
-        with TestClient(create_app(settings, services), raise_server_exceptions=False) as client:
-            client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-            yield build_world(client, services)
-    finally:
-        services.close()
+    with served(settings_for(tmp_path_factory.mktemp("isolation") / "data"), embedder) as (client, services):
+        yield build_world(client, services)
 
 
 def a_ids(world: World, by: str = "name") -> dict[str, str]:
