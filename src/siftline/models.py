@@ -144,3 +144,23 @@ class DocumentPage:
     documents: list[Document]
     next_cursor: str | None
     total: int | None
+
+
+@dataclass(frozen=True)
+class Retriever:
+    """A named, stored pipeline of stages over some collections of one namespace."""
+
+    retriever_id: str
+    namespace_id: str
+    retriever_name: str
+    description: str | None
+    collection_ids: tuple[str, ...]
+    stages: tuple[dict[str, Any], ...]  # normalised stage configs, as validated at creation
+    input_schema: dict[str, dict[str, Any]]
+    budget_limits: dict[str, Any]
+    cache_config: dict[str, Any]
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int = 1

@@ -61,8 +61,8 @@ def stored(client: TestClient) -> dict[str, Any]:
 
 
 def _seed(client: TestClient) -> TestClient:
-    assert client.post(COL, json=TEXT_COLLECTION).status_code == 201
-    assert client.post(f"{DOCS}/batch", json={"documents": SEED_DOCS}).status_code == 201
+    assert client.post(COL, json=TEXT_COLLECTION).status_code == 200
+    assert client.post(f"{DOCS}/batch", json={"documents": SEED_DOCS}).status_code == 200
     return client
 
 
@@ -367,10 +367,10 @@ def test_oversized_batch_is_400_naming_the_limit_and_writes_nothing(
 
 def test_batch_at_the_limit_is_accepted(client: TestClient) -> None:
     vec_only = {"collection_name": "vecs", "vector_configs": [{"name": "v", "dimension": 2}]}
-    assert client.post(COL, json=vec_only).status_code == 201
+    assert client.post(COL, json=vec_only).status_code == 200
     docs = [{"vectors": {"v": [1.0, float(i)]}} for i in range(500)]
     response = client.post(f"{COL}/vecs/documents/batch", json={"documents": docs})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     assert response.json()["count"] == 500
 
 
@@ -557,7 +557,7 @@ def test_duplicate_collection_name_is_409_and_keeps_the_first(
 
 def test_renaming_a_collection_onto_another_name_is_409(papers: TestClient, before: dict[str, Any]) -> None:
     other = {"collection_name": "other", "vector_configs": [{"name": "v", "dimension": 2}]}
-    assert papers.post(COL, json=other).status_code == 201
+    assert papers.post(COL, json=other).status_code == 200
     assert_error(papers.patch(f"{COL}/other", json={"collection_name": "papers"}), 409, "AlreadyExistsError")
     assert stored(papers) == before
 
@@ -642,7 +642,7 @@ def test_random_document_bodies_never_give_a_5xx(fresh_papers: TestClient, docum
     response = papers.post(DOCS, json=document)
     assert response.status_code < 500, (document, response.text)
     after_count = papers.get(f"{DOCS}/count").json()["count"]
-    if response.status_code == 201:
+    if response.status_code == 200:
         assert after_count == before_count + 1
         doc_id = response.json()["document_id"]
         got = papers.get(f"{DOCS}/{doc_id}", params={"return_vectors": "true"})
@@ -656,7 +656,7 @@ def test_random_document_bodies_never_give_a_5xx(fresh_papers: TestClient, docum
 
 def test_a_body_over_the_size_limit_is_refused_before_parsing(tmp_path: Any, embedder: TextEmbedder) -> None:
     with served(settings_for(tmp_path / "small", max_request_bytes=4096), embedder) as (http, _):
-        assert http.post(COL, json=TEXT_COLLECTION).status_code == 201
+        assert http.post(COL, json=TEXT_COLLECTION).status_code == 200
         big = {"documents": [{"text": "x" * 100} for _ in range(100)]}
         error = assert_error(http.post(f"{DOCS}/batch", json=big), 400, "BadRequestError")
         assert "4,096" in error["message"] and "SIFTLINE_MAX_REQUEST_BYTES" in error["message"]

@@ -24,11 +24,11 @@ def papers(client: TestClient) -> dict[str, Any]:
     response = client.post(
         COL, json={**TEXT_COLLECTION, "description": "Papers", "metadata": {"team": "bio"}}
     )
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
-def test_create_returns_201_with_its_configuration(client: TestClient, papers: dict[str, Any]) -> None:
+def test_create_returns_200_with_its_configuration(client: TestClient, papers: dict[str, Any]) -> None:
     assert papers["collection_id"].startswith("col_")
     assert papers["collection_name"] == "papers"
     assert papers["description"] == "Papers"
@@ -66,19 +66,19 @@ def test_text_extractor_with_a_single_field_mapping(client: TestClient) -> None:
     body = {"collection_name": "notes", "feature_extractor": {"feature_extractor_name": "text_extractor",
                                                               "input_mappings": {"text": "body"}}}  # fmt: skip
     response = client.post(COL, json=body)
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     features = response.json()["features"]
     assert {f["feature_uri"] for f in features} == {DENSE_URI, BM25_URI}
     assert all(f["source_fields"] == ["body"] for f in features)
     doc = client.post(f"{COL}/notes/documents", json={"document_id": "n", "body": "a short note"})
-    assert doc.status_code == 201
+    assert doc.status_code == 200
     vectors = client.get(f"{COL}/notes/documents/n", params={"return_vectors": "true"}).json()["vectors"]
     assert len(vectors["all_minilm_l6_v2"]) == 384
 
 
 def test_vectors_only_collection(client: TestClient) -> None:
     created = client.post(COL, json=VECTORS_ONLY)
-    assert created.status_code == 201, created.text
+    assert created.status_code == 200, created.text
     assert created.json()["feature_extractor"] is None
     features = client.get(f"{COL}/vecs/features").json()["features"]
     assert [(f["feature_uri"], f["type"], f["dimension"], f["metric"]) for f in features] == [
@@ -87,7 +87,7 @@ def test_vectors_only_collection(client: TestClient) -> None:
     doc = client.post(
         f"{COL}/vecs/documents", json={"document_id": "a", "vectors": {"v": [1.0, 2.0, 3.0]}, "k": 1}
     )
-    assert doc.status_code == 201, doc.text
+    assert doc.status_code == 200, doc.text
     got = client.get(f"{COL}/vecs/documents/a", params={"return_vectors": "true"}).json()
     assert got["vectors"] == {"v": [1.0, 2.0, 3.0]}
     assert got["k"] == 1
@@ -96,7 +96,7 @@ def test_vectors_only_collection(client: TestClient) -> None:
 def test_vectors_only_collection_accepts_documents_without_vectors(client: TestClient) -> None:
     client.post(COL, json=VECTORS_ONLY)
     response = client.post(f"{COL}/vecs/documents", json={"document_id": "plain", "text": "no vector"})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     got = client.get(f"{COL}/vecs/documents/plain", params={"return_vectors": "true"}).json()
     assert got["vectors"] == {}
 
@@ -118,7 +118,7 @@ def _names(response: Any) -> list[str]:
 
 def test_list_with_limit_offset_and_total_count(client: TestClient) -> None:
     for name in ("c1", "c2", "c3"):
-        assert client.post(COL, json={**VECTORS_ONLY, "collection_name": name}).status_code == 201
+        assert client.post(COL, json={**VECTORS_ONLY, "collection_name": name}).status_code == 200
     everything = client.post(f"{COL}/list", json={})
     assert _names(everything) == ["c1", "c2", "c3"]
     assert everything.json()["total_count"] == 3
@@ -182,14 +182,14 @@ def test_a_new_collection_of_a_deleted_name_starts_empty(client: TestClient, pap
     )
     client.delete(f"{COL}/papers")
     again = client.post(COL, json=TEXT_COLLECTION)
-    assert again.status_code == 201
+    assert again.status_code == 200
     assert again.json()["collection_id"] != papers["collection_id"]
     assert again.json()["document_count"] == 0
     assert client.get(f"{COL}/papers/documents/count").json()["count"] == 0
     assert client.post(f"{COL}/papers/documents/list", json={}).json()["results"] == []
     assert client.get(f"{COL}/papers/documents/d1").status_code == 404
     recreated = client.post(f"{COL}/papers/documents", json={"document_id": "d1", "text": "new"})
-    assert recreated.status_code == 201
+    assert recreated.status_code == 200
     vectors = client.get(f"{COL}/papers/documents/d1", params={"return_vectors": "true"}).json()["vectors"]
     assert set(vectors) == {"all_minilm_l6_v2"}  # the old collection's `emb` vector is gone
 

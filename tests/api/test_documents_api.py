@@ -40,13 +40,13 @@ def norm(vector: list[float]) -> float:
 @pytest.fixture
 def papers(client: TestClient) -> TestClient:
     """The `papers` collection: text of title+text (MiniLM + BM25), a 4-d cosine vector `emb`, no documents."""
-    assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 201
+    assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 200
     return client
 
 
 def _load(client: TestClient) -> TestClient:
     response = client.post(f"{DOCS}/batch", json={"documents": CORPUS})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     return client
 
 
@@ -60,7 +60,7 @@ def corpus(papers: TestClient) -> TestClient:
 def read_corpus(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedder) -> Iterator[TestClient]:
     """`papers` holding CORPUS on one server per module (built like conftest's ``client``): read-only tests."""
     with served(settings_for(tmp_path_factory.mktemp("documents") / "data"), embedder) as (client, _):
-        assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 201
+        assert client.post("/v1/collections", json=TEXT_COLLECTION).status_code == 200
         yield _load(client)
 
 
@@ -69,7 +69,7 @@ def read_corpus(tmp_path_factory: pytest.TempPathFactory, embedder: TextEmbedder
 
 def test_create_without_id_generates_a_doc_id(papers: TestClient) -> None:
     response = papers.post(DOCS, json={"title": "T", "text": "hello"})
-    assert response.status_code == 201
+    assert response.status_code == 200
     assert response.json()["document_id"].startswith("doc_")
 
 
@@ -82,7 +82,7 @@ def test_create_keeps_the_given_id_and_returns_user_fields_at_the_root(papers: T
         "metadata": {"year": 2021},
     }
     response = papers.post(DOCS, json=body)
-    assert response.status_code == 201
+    assert response.status_code == 200
     doc = response.json()
     assert doc["document_id"] == "paper-1"
     assert doc["collection_id"].startswith("col_")
@@ -111,7 +111,7 @@ def test_batch_create_returns_the_ids_in_order(papers: TestClient) -> None:
     response = papers.post(
         f"{DOCS}/batch", json={"documents": [{"document_id": "a", "text": "x"}, {"text": "y"}]}
     )
-    assert response.status_code == 201
+    assert response.status_code == 200
     body = response.json()
     assert body["count"] == 2
     assert body["document_ids"][0] == "a" and body["document_ids"][1].startswith("doc_")
@@ -136,7 +136,7 @@ def test_supplied_euclidean_vector_is_returned_unchanged(client: TestClient) -> 
         "collection_name": "vecs",
         "vector_configs": [{"name": "v", "dimension": 3, "metric": "euclidean"}],
     }
-    assert client.post("/v1/collections", json=body).status_code == 201
+    assert client.post("/v1/collections", json=body).status_code == 200
     client.post(
         "/v1/collections/vecs/documents", json={"document_id": "d", "vectors": {"v": [1.5, -2.0, 8.0]}}
     )
@@ -268,7 +268,7 @@ def test_patch_can_replace_a_supplied_vector_and_keep_the_others(papers: TestCli
 
 def test_a_document_id_that_is_accepted_can_be_read_back(papers: TestClient) -> None:
     created = papers.post(DOCS, json={"document_id": "count", "text": "hello"})
-    if created.status_code != 201:  # refusing the route's name is fine too
+    if created.status_code != 200:  # refusing the route's name is fine too
         assert created.status_code == 422
         return
     assert papers.get(f"{DOCS}/count").json().get("document_id") == "count"
@@ -290,7 +290,7 @@ def test_delete_then_get_is_404_and_count_drops(corpus: TestClient) -> None:
 def test_a_deleted_id_can_be_created_again(corpus: TestClient) -> None:
     corpus.delete(f"{DOCS}/p4")
     response = corpus.post(DOCS, json={"document_id": "p4", "text": "back again"})
-    assert response.status_code == 201
+    assert response.status_code == 200
     assert corpus.get(f"{DOCS}/p4").json()["text"] == "back again"
 
 

@@ -50,8 +50,8 @@ COLLECTION_ROUTES = [
     Route("PATCH", "/v1/collections/{c}", {"description": "changed through another namespace"}),
     Route("DELETE", "/v1/collections/{c}"),
     Route("GET", "/v1/collections/{c}/features"),
-    Route("POST", "/v1/collections/{c}/documents", {"document_id": "doc-new", "text": "intruder"}, 201),
-    Route("POST", "/v1/collections/{c}/documents/batch", {"documents": [{"text": "intruder"}]}, 201),
+    Route("POST", "/v1/collections/{c}/documents", {"document_id": "doc-new", "text": "intruder"}, 200),
+    Route("POST", "/v1/collections/{c}/documents/batch", {"documents": [{"text": "intruder"}]}, 200),
     Route("POST", "/v1/collections/{c}/documents/list", {}),
     Route("GET", "/v1/collections/{c}/documents/count"),
 ]
@@ -63,12 +63,12 @@ DOCUMENT_ROUTES = [
 ]
 SCOPED_ROUTES = COLLECTION_ROUTES + DOCUMENT_ROUTES
 NAMESPACED_ROUTES = [
-    Route("POST", "/v1/collections", {**TEXT_COLLECTION, "collection_name": "fresh"}, 201),
+    Route("POST", "/v1/collections", {**TEXT_COLLECTION, "collection_name": "fresh"}, 200),
     Route("POST", "/v1/collections/list", {}),
     *SCOPED_ROUTES,
 ]
 NAMESPACE_ROUTES = [
-    Route("POST", "/v1/namespaces", {"namespace_name": "brand-new"}, 201),
+    Route("POST", "/v1/namespaces", {"namespace_name": "brand-new"}, 200),
     Route("POST", "/v1/namespaces/list", {}),
     Route("GET", "/v1/namespaces/{ns}"),
     Route("PATCH", "/v1/namespaces/{ns}", {"description": "changed"}),
@@ -130,13 +130,13 @@ def build_world(client: TestClient, services: Services) -> World:
     """Namespaces A and B; in A, the collection `papers` with two documents; B is empty."""
     ns_a = client.post("/v1/namespaces", json={"namespace_name": NS_A})
     ns_b = client.post("/v1/namespaces", json={"namespace_name": NS_B})
-    assert ns_a.status_code == ns_b.status_code == 201
+    assert ns_a.status_code == ns_b.status_code == 200
     col = client.post("/v1/collections", json=TEXT_COLLECTION, headers=ns_headers(NS_A))
-    assert col.status_code == 201, col.text
+    assert col.status_code == 200, col.text
     docs = client.post(
         f"/v1/collections/{COLLECTION}/documents/batch", json={"documents": A_DOCS}, headers=ns_headers(NS_A)
     )
-    assert docs.status_code == 201, docs.text
+    assert docs.status_code == 200, docs.text
     return World(client, services, ns_a.json(), ns_b.json(), col.json())
 
 
@@ -188,7 +188,7 @@ def test_collection_list_through_namespace_b_omits_namespace_a_collections(share
 @pytest.mark.parametrize("route", DOCUMENT_ROUTES, ids=str)
 def test_same_collection_name_in_b_does_not_reach_a_documents(world: World, route: Route) -> None:
     h_b = ns_headers(NS_B)
-    assert world.client.post("/v1/collections", json=TEXT_COLLECTION, headers=h_b).status_code == 201
+    assert world.client.post("/v1/collections", json=TEXT_COLLECTION, headers=h_b).status_code == 200
     before = world.snapshot()
     response = route.call(world.client, h_b, c=COLLECTION, d=DOC_IDS[0])
     error = assert_error(response, 404, "NotFoundError")
@@ -205,7 +205,7 @@ def test_same_collection_name_in_a_and_b_holds_different_documents(world: World)
         headers=h_b,
         json={"document_id": "doc-a1", "text": "B's own"},
     )
-    assert created.status_code == 201, created.text  # the id is free in B even though A uses it
+    assert created.status_code == 200, created.text  # the id is free in B even though A uses it
 
     listed_b = world.client.post(f"/v1/collections/{COLLECTION}/documents/list", headers=h_b, json={}).json()
     assert [(d["document_id"], d["text"]) for d in listed_b["results"]] == [("doc-a1", "B's own")]

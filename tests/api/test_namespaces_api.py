@@ -25,7 +25,7 @@ def team(client: TestClient) -> dict[str, Any]:
     response = client.post(
         NS, json={"namespace_name": "team-a", "description": "Team A", "metadata": {"k": 1}}
     )
-    assert response.status_code == 201, response.text
+    assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 
 
@@ -39,7 +39,7 @@ def test_default_namespace_exists_on_start(client: TestClient) -> None:
     ]
 
 
-def test_create_returns_201_with_the_namespace(team: dict[str, Any]) -> None:
+def test_create_returns_200_with_the_namespace(team: dict[str, Any]) -> None:
     assert team["namespace_id"].startswith("ns_")
     assert (team["namespace_name"], team["description"], team["metadata"]) == ("team-a", "Team A", {"k": 1})
     assert team["collection_count"] == 0
@@ -106,14 +106,14 @@ def test_delete_cascades_to_collections_and_documents(client: TestClient, team: 
     assert_error(client.get("/v1/collections/papers", headers=h), 404, "NotFoundError")
 
     again = client.post(NS, json={"namespace_name": "team-a"})
-    assert again.status_code == 201
+    assert again.status_code == 200
     assert again.json()["namespace_id"] != team["namespace_id"]
     assert again.json()["collection_count"] == 0
     assert client.post("/v1/collections/list", json={}, headers=h).json()["results"] == []
     assert_error(client.get("/v1/collections/papers", headers=h), 404, "NotFoundError")
     assert_error(client.get(f"/v1/collections/{col['collection_id']}", headers=h), 404, "NotFoundError")
     recreated = client.post("/v1/collections", json=TEXT_COLLECTION, headers=h)
-    assert recreated.status_code == 201
+    assert recreated.status_code == 200
     assert client.get("/v1/collections/papers/documents/count", headers=h).json()["count"] == 0
 
 

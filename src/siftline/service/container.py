@@ -8,6 +8,7 @@ from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
+from siftline.service.execute import Executor
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
 
@@ -18,6 +19,7 @@ class Services:
     storage: Storage
     embedder: TextEmbedder
     documents: DocumentService
+    executor: Executor
 
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
@@ -25,9 +27,8 @@ class Services:
         embedder = embedder or TextEmbedder(
             settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size
         )
-        return cls(
-            settings, storage, embedder, DocumentService(storage, embedder, settings.max_batch_documents)
-        )
+        documents = DocumentService(storage, embedder, settings.max_batch_documents)
+        return cls(settings, storage, embedder, documents, Executor(storage, embedder))
 
     def bootstrap(self) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""

@@ -22,6 +22,7 @@ from siftline.models import (
     DocumentWrite,
     Feature,
     Namespace,
+    Retriever,
     SortSpec,
 )
 from siftline.pipeline.filters import Node
@@ -94,6 +95,18 @@ class DocumentStore(Protocol):
     def count_documents(self, collection: Collection, filter: Node | None = None) -> int: ...
 
 
+class RetrieverStore(Protocol):
+    def create_retriever(self, retriever: Retriever) -> None:
+        """Raises AlreadyExistsError when the name is taken in the namespace."""
+
+    def get_retriever(self, namespace_id: str, id_or_name: str) -> Retriever | None: ...
+    def list_retrievers(self, namespace_id: str, limit: int, offset: int) -> tuple[list[Retriever], int]: ...
+    def update_retriever(self, retriever: Retriever) -> None:
+        """Stores the new state (the caller bumps ``version``); a name clash raises AlreadyExistsError."""
+
+    def delete_retriever(self, namespace_id: str, retriever_id: str) -> bool: ...
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -114,7 +127,9 @@ class SearchIndex(Protocol):
 
 
 @runtime_checkable
-class Storage(KeyStore, NamespaceStore, CollectionStore, DocumentStore, SearchIndex, Protocol):
+class Storage(
+    KeyStore, NamespaceStore, CollectionStore, DocumentStore, RetrieverStore, SearchIndex, Protocol
+):
     """A whole backend."""
 
     def close(self) -> None: ...

@@ -44,7 +44,7 @@ def collection_out(svc: ServicesDep, col: Collection) -> CollectionOut:
     )
 
 
-@router.post("", status_code=201, summary="Create a collection with its features")
+@router.post("", summary="Create a collection with its features")
 def create_collection(body: CollectionCreate, svc: ServicesDep, ns: NamespaceDep) -> CollectionOut:
     col = collections.create(
         svc.storage,

@@ -31,12 +31,12 @@ DocumentBody = Annotated[
 ]
 
 
-@router.post("", status_code=201, summary="Create one document")
+@router.post("", summary="Create one document")
 def create_document(body: DocumentBody, svc: ServicesDep, col: CollectionDep) -> dict[str, Any]:
     return svc.documents.create(col, body).as_dict()
 
 
-@router.post("/batch", status_code=201, summary="Create many documents in one transaction")
+@router.post("/batch", summary="Create many documents in one transaction")
 def create_documents(
     body: Annotated[dict[str, Any], Body(examples=[{"documents": [_DOC_EXAMPLE]}])],
     svc: ServicesDep,

@@ -28,7 +28,7 @@ def _out(svc: ServicesDep, ns: Namespace) -> NamespaceOut:
     )
 
 
-@router.post("", status_code=201, summary="Create a namespace (keys without namespace limits only)")
+@router.post("", summary="Create a namespace (keys without namespace limits only)")
 def create_namespace(body: NamespaceCreate, svc: ServicesDep, key: KeyDep) -> NamespaceOut:
     keys.require_unlimited(key, "create namespaces")
     return _out(svc, namespaces.create(svc.storage, body.namespace_name, body.description, body.metadata))

@@ -8,11 +8,12 @@ from typing import Any
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
 from siftline.storage.sqlite.vectors import ExactIndex
 
 
-class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin):
+class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
     name = "sqlite"

@@ -207,6 +207,7 @@ class CatalogMixin:
             for collection_id in ids:
                 self._drop_collection_data(conn, collection_id)
             conn.execute("DELETE FROM collections WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM retrievers WHERE namespace_id = ?", (namespace_id,))
             return conn.execute("DELETE FROM namespaces WHERE namespace_id = ?", (namespace_id,)).rowcount > 0
 
     # -- collections --------------------------------------------------------------------------

@@ -64,6 +64,16 @@ CREATE TABLE IF NOT EXISTS documents (
     internal TEXT NOT NULL,
     UNIQUE (collection_id, document_id)
 );
+CREATE TABLE IF NOT EXISTS retrievers (
+    retriever_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL REFERENCES namespaces(namespace_id),
+    retriever_name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    UNIQUE (namespace_id, retriever_name)
+);
 CREATE TABLE IF NOT EXISTS vectors (
     feature_seq INTEGER NOT NULL,
     doc_rowid INTEGER NOT NULL,

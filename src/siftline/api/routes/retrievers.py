@@ -1,0 +1,140 @@
+"""Retrievers and their execution: /v1/retrievers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from siftline.api.deps import NamespaceDep, ServicesDep
+from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
+from siftline.api.schemas.retrievers import (
+    AdhocExecuteBody,
+    ExecuteBody,
+    RetrieverClone,
+    RetrieverCreate,
+    RetrieverPatch,
+)
+from siftline.credits import credits_table
+from siftline.models import Retriever
+from siftline.pipeline.stages import STAGES
+from siftline.service import retrievers
+
+router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], responses=ERROR_RESPONSES)
+
+
+def retriever_out(r: Retriever) -> dict[str, Any]:
+    stages = [{**s, "parameters": s["config"].get("parameters", {})} for s in r.stages]
+    fusion = next(
+        (
+            s["config"]["parameters"].get("fusion", "rrf")
+            for s in r.stages
+            if s["config"]["stage_id"] == "feature_search"
+        ),
+        None,
+    )
+    return {
+        "retriever_id": r.retriever_id,
+        "retriever_name": r.retriever_name,
+        "description": r.description,
+        "collection_ids": list(r.collection_ids),
+        "collection_identifiers": list(r.collection_ids),
+        "stages": stages,
+        "input_schema": r.input_schema,
+        "budget_limits": r.budget_limits or None,
+        "cache_config": r.cache_config,
+        "tags": list(r.tags),
+        "metadata": r.metadata,
+        "fusion": fusion,
+        "version": r.version,
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+    }
+
+
+@router.get("/stages", summary="Every built stage with its category and the JSON schema of its parameters")
+def list_stages(_: NamespaceDep) -> list[dict[str, Any]]:
+    credits = {row["stage_id"]: row for row in credits_table()}
+    return [
+        {
+            "stage_id": stage_id,
+            "description": cls.description,
+            "category": cls.category,
+            "icon": cls.icon,
+            "parameter_schema": cls.schema(),
+            "credits": credits.get(stage_id),
+        }
+        for stage_id, cls in sorted(STAGES.items())
+    ]
+
+
+@router.post("/execute", summary="Execute stages ad hoc, without a stored retriever")
+def execute_adhoc(
+    body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep, response: Response
+) -> dict[str, Any]:
+    response.headers["X-Execution-Mode"] = "adhoc"
+    return svc.executor.execute_adhoc(ns, body.model_dump(exclude_unset=True))
+
+
+@router.post("", summary="Create a retriever (validated into a plan now, not mid-query)")
+def create_retriever(body: RetrieverCreate, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return retriever_out(retrievers.create(svc.storage, ns, body.model_dump(exclude_unset=True)))
+
+
+@router.post("/list", summary="List the namespace's retrievers, newest first")
+def list_retrievers(
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    body: ListBody | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    body = body or ListBody()
+    limit = body.limit or body.page_size or limit
+    offset = body.offset if body.offset is not None else offset
+    found, total = svc.storage.list_retrievers(ns.namespace_id, limit, offset)
+    page = paginate(total, limit, offset, None, offset + len(found) < total)
+    return {"results": [retriever_out(r) for r in found], "total": total, "pagination": page.model_dump()}
+
+
+@router.get("/{retriever_id}", summary="Get a retriever by id or name")
+def get_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return retriever_out(retrievers.get(svc.storage, ns, retriever_id))
+
+
+@router.patch(
+    "/{retriever_id}", summary="Change a retriever's metadata (name, description, tags, metadata, budget)"
+)
+def patch_retriever(
+    retriever_id: str, body: RetrieverPatch, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    current = retrievers.get(svc.storage, ns, retriever_id)
+    return {
+        "retriever": retriever_out(
+            retrievers.patch(svc.storage, current, body.model_dump(exclude_unset=True))
+        )
+    }
+
+
+@router.delete("/{retriever_id}", summary="Delete a retriever")
+def delete_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> DeleteResponse:
+    current = retrievers.get(svc.storage, ns, retriever_id)
+    retrievers.delete(svc.storage, current)
+    return DeleteResponse(message=f"Retriever '{current.retriever_name}' deleted.")
+
+
+@router.post("/{retriever_id}/clone", status_code=201, summary="A new retriever from this one, with changes")
+def clone_retriever(
+    retriever_id: str, body: RetrieverClone, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    source = retrievers.get(svc.storage, ns, retriever_id)
+    clone = retrievers.clone(svc.storage, ns, source, body.model_dump(exclude_unset=True))
+    return {"retriever": retriever_out(clone), "source_retriever_id": source.retriever_id}
+
+
+@router.post("/{retriever_id}/execute", summary="Execute a stored retriever")
+def execute_retriever(
+    retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    retriever = retrievers.get(svc.storage, ns, retriever_id)
+    return svc.executor.execute_saved(ns, retriever, body.model_dump(exclude_unset=True))

@@ -1,0 +1,67 @@
+"""The stage contract: one class per stage, one module per class, registered in ``stages/__init__.py``.
+
+A stage declares ``stage_id``, ``category`` (filter | sort | reduce | apply | enrich), a
+``description`` and a pydantic ``Params`` model. Parameters are validated when the retriever is
+created (``check`` adds semantic checks such as "the collections have this feature") and again,
+after template rendering, at each execution. ``run`` turns the candidate list into a new one and may
+record what it did in ``ctx.metadata`` (it becomes the stage's statistics metadata).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from siftline.models import Collection
+from siftline.pipeline.candidates import Candidate
+from siftline.pipeline.context import ExecutionContext
+
+CATEGORIES = ("filter", "sort", "reduce", "apply", "enrich")
+
+
+class StageParams(BaseModel):
+    """Base of every ``Params`` model: unknown parameters are errors, named in the 422."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+P = TypeVar("P", bound=StageParams)
+
+
+@dataclass
+class PlanContext:
+    """What creation-time checks can see: the retriever's collections and declared inputs."""
+
+    collections: list[Collection]
+    input_names: set[str] = field(default_factory=set)
+
+
+class Stage(ABC, Generic[P]):
+    stage_id: ClassVar[str]
+    category: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[StageParams]]
+    icon: ClassVar[str] = "layers"  # a Lucide icon name, for pipeline builders
+
+    def __init__(self, name: str, params: P) -> None:
+        self.name = name
+        self.params = params
+
+    @classmethod
+    def check(cls, params: P, plan: PlanContext, loc: list[str | int]) -> None:
+        """Creation-time checks beyond the Params model; raise ValidationError naming ``loc``."""
+
+    def units(self) -> int:
+        """Billing units of one run (see ``credits.py``)."""
+        return 1
+
+    @abstractmethod
+    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+        """The stage's work: candidates in, candidates out."""
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        return cls.Params.model_json_schema()

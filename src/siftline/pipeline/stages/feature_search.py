@@ -1,0 +1,340 @@
+"""feature_search: dense and BM25 searches over the collections' features, fused into one ranking.
+
+Each search names a feature URI and a query: text (embedded by the built-in model for a dense
+feature, matched with BM25 for a bm25 feature), a vector, or a stored document whose vector is used
+("document" mode). Searches run over every target collection that has the feature; a search's hits
+are its ``top_k`` best across those collections (scores of one feature are comparable), after
+``min_score``. Two or more searches are fused (``rrf`` | ``weighted`` | ``dbsf`` | ``max``, see
+``pipeline/fusion.py``) with their ``weight``; one search keeps its raw scores. The fused list is cut
+to ``final_top_k``. With no searches the stage is a filter-only scan. Stage ``pre_filters`` and the
+request's ``filters`` restrict every search; ``facets`` count field values over every document the
+searches examined.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from siftline.errors import BadRequestError, ValidationError
+from siftline.models import Collection, Document, Feature
+from siftline.pipeline.candidates import Candidate, rank_key
+from siftline.pipeline.context import ExecutionContext
+from siftline.pipeline.filters import MISSING, get_path
+from siftline.pipeline.fusion import fuse
+from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
+
+Key = tuple[str, str]  # (collection_id, document_id)
+
+
+class DocumentRef(StageParams):
+    document_id: str
+    collection_id: str | None = Field(None, description="Collection id or name; default: the searched ones.")
+
+
+class SearchQuery(StageParams):
+    """``text`` (``value`` or legacy ``text``), ``vector`` (``value``), or ``document`` (``document_ref``)."""
+
+    input_mode: Literal["text", "vector", "document"] = "text"
+    value: str | list[float] | None = None
+    text: str | None = None
+    vector: list[float] | None = None
+    document_ref: DocumentRef | None = None
+    embedding_task: str | None = Field(None, description="Accepted for compatibility; MiniLM has no tasks.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> SearchQuery:
+        if self.input_mode == "document" and self.document_ref is None:
+            raise ValueError("input_mode 'document' needs document_ref: {document_id, collection_id}")
+        if self.input_mode == "vector" and self.value is not None and not isinstance(self.value, list):
+            raise ValueError("input_mode 'vector' takes value: a list of numbers")
+        if self.input_mode == "text" and isinstance(self.value, list):
+            raise ValueError("input_mode 'text' takes value: a string (use input_mode 'vector' for a vector)")
+        return self
+
+    def text_value(self) -> str | None:
+        return self.value if isinstance(self.value, str) else self.text
+
+    def vector_value(self) -> list[float] | None:
+        return self.value if isinstance(self.value, list) else self.vector
+
+
+class SearchConfig(StageParams):
+    feature_uri: str = Field(
+        description="mixpeek://extractor@version/output, as GET /v1/collections/{c}/features lists."
+    )
+    query: SearchQuery
+    top_k: int = Field(100, ge=1, le=5000, description="Hits kept from this search.")
+    min_score: float | None = Field(None, description="Hits scoring below are dropped.")
+    weight: float = Field(1.0, ge=0.0, description="Weight in weighted/rrf/dbsf/max fusion.")
+    lexical: bool = Field(
+        False, description="Search the BM25 feature of the same extractor with the query text."
+    )
+    on_empty: Literal["error", "skip"] = Field(
+        "error", description="An empty query: fail, or leave the search out."
+    )
+    optional: bool = Field(False, description="Skip this search when no target collection has the feature.")
+    collection_identifiers: list[str] | None = None
+
+    @field_validator("query", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str) or value is None:
+            return {"input_mode": "text", "value": value}
+        if isinstance(value, list):
+            return {"input_mode": "vector", "value": value}
+        return value
+
+
+class FacetConfig(StageParams):
+    key: str
+    limit: int = Field(10, ge=1, le=1000)
+    exact: bool = Field(False, description="Counts are always exact here.")
+
+
+class FeatureSearchParams(StageParams):
+    searches: list[SearchConfig] = Field(default_factory=list, max_length=10)
+    final_top_k: int = Field(25, ge=1, le=5000)
+    fusion: Literal["rrf", "weighted", "dbsf", "max"] = "rrf"
+    rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
+    collection_identifiers: list[str] | None = None
+    facets: list[FacetConfig] | None = None
+
+
+def _resolve_feature(collection: Collection, search: SearchConfig) -> Feature | None:
+    feature = collection.feature(search.feature_uri)
+    if feature is not None and search.lexical and feature.kind == "dense":
+        return next(
+            (f for f in collection.features if f.kind == "bm25" and f.extractor == feature.extractor), None
+        )
+    return feature
+
+
+class FeatureSearch(Stage[FeatureSearchParams]):
+    stage_id: ClassVar[str] = "feature_search"
+    category: ClassVar[str] = "filter"
+    description: ClassVar[str] = (
+        "Dense (MiniLM or your vectors) and BM25 searches over collection features, fused by rrf, weighted, "
+        "dbsf or max; with no searches, a filter-only scan."
+    )
+    Params: ClassVar[type[FeatureSearchParams]] = FeatureSearchParams
+    accepts_pre_filter: ClassVar[bool] = True
+
+    @classmethod
+    def check(cls, params: FeatureSearchParams, plan: PlanContext, loc: list[str | int]) -> None:
+        for i, search in enumerate(params.searches):
+            if search.optional:
+                continue
+            targets = _targets(
+                plan.collections, search.collection_identifiers or params.collection_identifiers
+            )
+            if not any(_resolve_feature(c, search) for c in targets):
+                known = sorted({f.uri for c in plan.collections for f in c.features})
+                raise ValidationError.at(
+                    [*loc, "searches", i, "feature_uri"],
+                    f"no collection of this retriever has feature '{search.feature_uri}'"
+                    f"{' (for lexical search: a bm25 feature)' if search.lexical else ''}; "
+                    f"available: {', '.join(known) or 'none'}",
+                )
+
+    def units(self) -> int:
+        return max(len(self.params.searches), 1)
+
+    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+        p = self.params
+        targets = _targets(ctx.collections, p.collection_identifiers)
+        filt = ctx.search_filter
+        if not p.searches:
+            return self._scan(ctx, targets)
+        legs: list[list[tuple[Key, float]]] = []
+        weights: list[float] = []
+        report: list[dict[str, Any]] = []
+        for i, search in enumerate(p.searches):
+            cols = (
+                _targets(targets, search.collection_identifiers) if search.collection_identifiers else targets
+            )
+            hits, info = self._search(ctx, cols, search, filt, i)
+            report.append(info)
+            if hits is None:
+                continue
+            legs.append(hits)
+            weights.append(search.weight)
+        examined = {key for leg in legs for key, _ in leg}
+        if len(legs) == 1:
+            fused = legs[0]
+        else:
+            fused = fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
+        fused = fused[: p.final_top_k]
+        out = self._hydrate(ctx, fused, legs)
+        ctx.metadata.update(
+            {
+                "searches": report,
+                "fusion": p.fusion if len(legs) > 1 else None,
+                "candidates_examined": len(examined),
+                "final_top_k": p.final_top_k,
+                "filtered": filt is not None,
+            }
+        )
+        if p.facets:
+            ctx.metadata["facets"] = self._facets(ctx, examined, p.facets)
+        return out
+
+    # -- searching ----------------------------------------------------------------------------
+
+    def _search(
+        self, ctx: ExecutionContext, cols: list[Collection], search: SearchConfig, filt: Any, index: int
+    ) -> tuple[list[tuple[Key, float]] | None, dict[str, Any]]:
+        info: dict[str, Any] = {"index": index, "feature_uri": search.feature_uri, "top_k": search.top_k}
+        pairs = [(c, f) for c in cols if (f := _resolve_feature(c, search)) is not None]
+        if not pairs:
+            info["skipped"] = "no target collection has this feature"
+            return None, info
+        kind = pairs[0][1].kind
+        info["kind"] = kind
+        info["path"] = "bm25" if kind == "bm25" else "exact"
+        text = search.query.text_value()
+        if search.query.input_mode == "text" and not (text and text.strip()):
+            if search.on_empty == "skip":
+                info["skipped"] = "empty query"
+                return None, info
+            raise BadRequestError(
+                f"Search {index} ({search.feature_uri}) has an empty query; pass the input it reads "
+                "or set on_empty: 'skip'."
+            )
+        hits: list[tuple[Key, float]] = []
+        for collection, feature in pairs:
+            if feature.kind == "bm25":
+                if search.query.input_mode != "text":
+                    raise BadRequestError(f"Search {index}: a bm25 feature takes a text query.")
+                found = ctx.storage.text_search(collection, feature, text or "", search.top_k, filt)
+            else:
+                vector = self._query_vector(ctx, collection, feature, search, index)
+                found = ctx.storage.vector_search(collection, feature, vector, search.top_k, filt)
+            hits += [((collection.collection_id, doc_id), score) for doc_id, score in found]
+        hits.sort(key=lambda h: (-h[1], h[0][1], h[0][0]))
+        before = len(hits)
+        if search.min_score is not None:
+            hits = [h for h in hits if h[1] >= search.min_score]
+        hits = hits[: search.top_k]
+        info.update({"results": len(hits), "below_min_score": before - len(hits) if search.min_score else 0})
+        return hits, info
+
+    def _query_vector(
+        self,
+        ctx: ExecutionContext,
+        collection: Collection,
+        feature: Feature,
+        search: SearchConfig,
+        index: int,
+    ) -> np.ndarray:
+        query = search.query
+        if query.input_mode == "text":
+            if feature.extractor != "text_extractor":
+                raise BadRequestError(
+                    f"Search {index}: feature '{feature.uri}' holds your own vectors; send input_mode 'vector'."
+                )
+            cache = ctx.query_cache
+            text = query.text_value() or ""
+            if text not in cache:
+                cache[text] = ctx.embed_query(text)
+            return cache[text]
+        if query.input_mode == "vector":
+            values = query.vector_value()
+            if not values:
+                raise BadRequestError(f"Search {index}: input_mode 'vector' needs a non-empty value.")
+            if len(values) != feature.dimension:
+                raise BadRequestError(
+                    f"Search {index}: the query vector has {len(values)} dimensions; "
+                    f"'{feature.uri}' has {feature.dimension}."
+                )
+            return np.asarray(values, dtype=np.float32)
+        ref = query.document_ref
+        assert ref is not None
+        source = ctx.collection(ref.collection_id) if ref.collection_id else collection
+        found = (
+            ctx.storage.get_documents(source, [ref.document_id], with_vectors=True)
+            if source is not None
+            else []
+        )
+        vector = (found[0].vectors or {}).get(feature.name) if found else None
+        if vector is None:
+            raise BadRequestError(
+                f"Search {index}: document '{ref.document_id}' was not found or has no '{feature.name}' vector."
+            )
+        return np.asarray(vector, dtype=np.float32)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _hydrate(
+        self, ctx: ExecutionContext, fused: list[tuple[Key, float]], legs: list[list[tuple[Key, float]]]
+    ) -> list[Candidate]:
+        per_leg = [dict(leg) for leg in legs]
+        by_collection: dict[str, list[str]] = {}
+        for (col_id, doc_id), _ in fused:
+            by_collection.setdefault(col_id, []).append(doc_id)
+        docs: dict[Key, Document] = {}
+        for col_id, ids in by_collection.items():
+            collection = ctx.collection(col_id)
+            if collection is None:
+                continue
+            for doc in ctx.storage.get_documents(collection, ids, with_vectors=ctx.return_vectors):
+                docs[(col_id, doc.document_id)] = doc
+        out = []
+        for key, score in fused:
+            found = docs.get(key)
+            if found is None:  # deleted between search and fetch
+                continue
+            cand = Candidate.from_document(found, score)
+            cand.scores = {f"search_{i}": leg[key] for i, leg in enumerate(per_leg) if key in leg}
+            out.append(cand)
+        return out
+
+    def _scan(self, ctx: ExecutionContext, targets: list[Collection]) -> list[Candidate]:
+        out: list[Candidate] = []
+        for collection in targets:
+            page = ctx.storage.list_documents(
+                collection,
+                filter=ctx.search_filter,
+                limit=self.params.final_top_k,
+                with_vectors=ctx.return_vectors,
+            )
+            out += [Candidate.from_document(doc, 1.0) for doc in page.documents]
+        out.sort(key=rank_key)
+        ctx.metadata.update(
+            {"searches": [], "mode": "filter_only", "filtered": ctx.search_filter is not None}
+        )
+        return out[: self.params.final_top_k]
+
+    def _facets(
+        self, ctx: ExecutionContext, keys: set[Key], facets: list[FacetConfig]
+    ) -> list[dict[str, Any]]:
+        by_collection: dict[str, list[str]] = {}
+        for col_id, doc_id in keys:
+            by_collection.setdefault(col_id, []).append(doc_id)
+        views = []
+        for col_id, ids in by_collection.items():
+            collection = ctx.collection(col_id)
+            if collection is not None:
+                views += [d.as_dict() for d in ctx.storage.get_documents(collection, ids)]
+        results = []
+        for facet in facets:
+            counts: Counter[Any] = Counter()
+            for view in views:
+                value = get_path(view, facet.key)
+                values = value if isinstance(value, list) else [value]
+                counts.update(
+                    v for v in values if v is not MISSING and v is not None and not isinstance(v, dict)
+                )
+            ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: facet.limit]
+            results.append({"key": facet.key, "values": [{"value": v, "count": n} for v, n in ordered]})
+        return results
+
+
+def _targets(collections: list[Collection], identifiers: list[str] | None) -> list[Collection]:
+    if not identifiers:
+        return list(collections)
+    wanted = set(identifiers)
+    return [c for c in collections if c.collection_id in wanted or c.collection_name in wanted]
