@@ -36,7 +36,7 @@ def cost_of(stage_id: str) -> Cost:
 
 
 def stage_credits(stage_id: str, units: int, documents: int) -> float:
-    """Credits for one run of a stage: ``units`` × base (searches, or 1) + documents × per-document."""
+    """Credits for one run of a stage: ``units`` x base (searches, or 1) + documents x per-document."""
     cost = cost_of(stage_id)
     return round(cost.base * max(units, 1) + cost.per_document * documents, 6)
 

@@ -28,7 +28,7 @@ CONTEXT: dict[str, Any] = {
     "CONTEXT": {"budget_remaining": 7.5, "time_elapsed_ms": 12.0},
     "STAGE": {"search": [{"document_id": "d9", "score": 0.9}]},
 }
-LOC = ["parameters", "searches", 0, "query", "text"]
+LOC: list[str | int] = ["parameters", "searches", 0, "query", "text"]
 
 
 def r(source: Any, context: dict[str, Any] | None = None) -> Any:

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.models import Collection, Document, Feature
@@ -26,6 +26,7 @@ from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.fusion import fuse
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
+from siftline.pipeline.stages.group_by import GroupBy, GroupByParams, group_key
 
 Key = tuple[str, str]  # (collection_id, document_id)
 
@@ -95,6 +96,17 @@ class FacetConfig(StageParams):
     exact: bool = Field(False, description="Counts are always exact here.")
 
 
+class SearchGroupBy(StageParams):
+    """Group the fused results by a field (the group_by stage's semantics, ``limit`` groups)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    field_path: str = Field(alias="field", description="Dotted field to group by.")
+    max_per_group: int = Field(1, ge=1, le=100)
+    limit: int = Field(25, ge=1, le=500, description="Groups returned; replaces final_top_k.")
+    output_mode: Literal["first", "all", "flatten"] = "all"
+
+
 class FeatureSearchParams(StageParams):
     searches: list[SearchConfig] = Field(default_factory=list, max_length=10)
     final_top_k: int = Field(25, ge=1, le=5000)
@@ -102,6 +114,7 @@ class FeatureSearchParams(StageParams):
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
     collection_identifiers: list[str] | None = None
     facets: list[FacetConfig] | None = None
+    group_by: SearchGroupBy | None = None
 
 
 def _resolve_feature(collection: Collection, search: SearchConfig) -> Feature | None:
@@ -148,7 +161,8 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         targets = _targets(ctx.collections, p.collection_identifiers)
         filt = ctx.search_filter
         if not p.searches:
-            return self._scan(ctx, targets)
+            scanned = self._scan(ctx, targets)
+            return self._group(ctx, scanned, p.group_by) if p.group_by else scanned
         legs: list[list[tuple[Key, float]]] = []
         weights: list[float] = []
         report: list[dict[str, Any]] = []
@@ -163,12 +177,8 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             legs.append(hits)
             weights.append(search.weight)
         examined = {key for leg in legs for key, _ in leg}
-        if len(legs) == 1:
-            fused = legs[0]
-        else:
-            fused = fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
-        fused = fused[: p.final_top_k]
-        out = self._hydrate(ctx, fused, legs)
+        fused = legs[0] if len(legs) == 1 else fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
+        out = self._hydrate(ctx, fused if p.group_by else fused[: p.final_top_k], legs)
         ctx.metadata.update(
             {
                 "searches": report,
@@ -180,7 +190,22 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         )
         if p.facets:
             ctx.metadata["facets"] = self._facets(ctx, examined, p.facets)
+        if p.group_by:
+            out = self._group(ctx, out, p.group_by)
         return out
+
+    def _group(self, ctx: ExecutionContext, out: list[Candidate], config: SearchGroupBy) -> list[Candidate]:
+        grouping = GroupByParams(
+            group_by_field=config.field_path,
+            max_per_group=config.max_per_group,
+            output_mode=config.output_mode,
+        )
+        grouped = GroupBy(f"{self.name}.group_by", grouping).run(ctx, out)
+        if config.output_mode == "flatten":  # keep the documents of the first `limit` groups
+            order = list(dict.fromkeys(group_key(get_path(c.view(), config.field_path)) for c in grouped))
+            allowed = set(order[: config.limit])
+            return [c for c in grouped if group_key(get_path(c.view(), config.field_path)) in allowed]
+        return grouped[: config.limit]
 
     # -- searching ----------------------------------------------------------------------------
 
