@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(
         30_000, ge=0, description="How long a SQLite connection waits for a lock before failing."
     )
+    record_executions: bool = Field(
+        True,
+        description="Store a record of every execution (turn off only to measure the cost of recording).",
+    )
+    retain_documents_last: int | None = Field(
+        None,
+        ge=0,
+        description="Keep the returned documents of only the newest N execution records (0: none).",
+    )
+    retain_documents_days: float | None = Field(
+        None, ge=0, description="Keep the returned documents of execution records for D days (0: none)."
+    )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
 
     @field_validator("log_level")

@@ -28,7 +28,9 @@ def utcnow() -> datetime:
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (
+        ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )  # fixed width: sorts as text
 
 
 @dataclass(frozen=True)
@@ -164,3 +166,18 @@ class Retriever:
     created_at: datetime
     updated_at: datetime
     version: int = 1
+
+
+@dataclass
+class ExecutionRecord:
+    """One execution as stored: indexed fields, the evolving detail, and the returned documents."""
+
+    execution_id: str
+    namespace_id: str
+    retriever_id: str | None
+    mode: Literal["saved", "adhoc"]
+    status: str  # pending → processing → completed | failed
+    created_at: datetime
+    completed_at: datetime | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    documents: list[dict[str, Any]] | None = None  # None: not retained (or not finished)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siftline import __version__
-from siftline.api.routes import collections, documents, health, namespaces, retrievers
+from siftline.api.routes import collections, documents, executions, health, namespaces, retrievers
 from siftline.config import Settings
 from siftline.errors import (
     BadRequestError,
@@ -119,7 +119,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             )
         return await call_next(request)
 
-    for module in (health, namespaces, collections, documents, retrievers):
+    for module in (health, namespaces, collections, documents, executions, retrievers):
         app.include_router(module.router)
     return app
 

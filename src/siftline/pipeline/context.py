@@ -63,6 +63,9 @@ class ExecutionContext:
     metadata: dict[str, Any] = field(default_factory=dict)  # the running stage's statistics metadata
     search_filter: Node | None = None  # the running search stage's filter: request filters AND pre_filters
     query_cache: dict[str, np.ndarray] = field(default_factory=dict)  # query text → embedding, per execution
+    relaxed: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # filter conditions dropped for a missing input
 
     def collection(self, identifier: str) -> Collection | None:
         for col in self.collections:

@@ -167,6 +167,10 @@ class RelaxedCondition:
     operator: str
     input_path: str
 
+    def as_dict(self, where: str) -> dict[str, str]:
+        """The relaxation as an execution record reports it; ``where`` names the filter it was in."""
+        return {"field": self.field, "operator": self.operator, "input": self.input_path, "filter": where}
+
 
 # ---------------------------------------------------------------------------------------------- public API
 

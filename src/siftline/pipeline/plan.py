@@ -11,6 +11,7 @@ collections have the feature a search names).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,7 +146,12 @@ def validate_params(
     ``lenient`` (creation time, sample inputs) forgives errors at templated values, which only the
     real inputs can settle; it then returns None (the parameters are checked again at execution).
     """
-    rendered = templates.render(raw, context, loc)
+    try:
+        rendered = templates.render(raw, context, loc)
+    except ValidationError:
+        if lenient:  # e.g. a template over STAGE outputs or CONTEXT values that only exist at run time
+            return None
+        raise
     try:
         return stage_class.Params.model_validate(rendered)
     except pydantic.ValidationError as exc:
@@ -160,6 +166,28 @@ def validate_params(
             return None
         listed = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors[:5])
         raise ValidationError(f"Invalid stage parameters: {listed}", errors) from exc
+
+
+def stored_plan(configs: Sequence[dict[str, Any]]) -> Plan:
+    """The plan of a stored retriever: validated at creation, so only rebuilt here (parameters are
+    validated again, with the real inputs, as each stage runs; checks that depend on the environment,
+    such as a model folder, then fail that stage instead of the request)."""
+    stages = []
+    for i, config in enumerate(configs):
+        spec = _normalise(config, ["retriever", "stages", i])
+        stages.append(
+            PlannedStage(
+                index=i,
+                name=spec["name"],
+                stage_id=spec["stage_id"],
+                stage_type=STAGES[spec["stage_id"]].category,
+                parameters=spec["parameters"],
+                pre_filters=spec["pre_filters"],
+                post_filters=spec["post_filters"],
+                on_error=spec["on_error"],
+            )
+        )
+    return Plan(tuple(stages))
 
 
 def build_plan(

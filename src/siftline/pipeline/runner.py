@@ -58,6 +58,7 @@ def _bound(raw: dict[str, Any] | None, ctx: ExecutionContext, where: str) -> Nod
     if raw is None:
         return None
     node, relaxed = bind(parse_filter(raw, (where,)), ctx.inputs)
+    ctx.relaxed += [r.as_dict(where) for r in relaxed]
     for r in relaxed:
         ctx.warnings.append(
             f"Filter condition on '{r.field}' ({r.operator}) was relaxed: input '{r.input_path}' was not provided."
@@ -75,10 +76,11 @@ def _run_stage(
     assert params is not None
     instance = cls(stage.name, params)
     searches = bool(getattr(cls, "accepts_pre_filter", False))
-    estimate = stage_credits(stage.stage_id, instance.units(), 0 if searches else len(candidates))
     budget = ctx.budget
-    if budget.max_credits is not None and budget.credits_used + estimate > budget.max_credits:
-        raise StageFailure(CREDITS_EXCEEDED, budget=True)
+    if budget.max_credits is not None:  # the most this stage can cost must fit what is left
+        estimate = stage_credits(stage.stage_id, instance.units(), instance.max_documents(ctx, candidates))
+        if round(budget.credits_used + estimate, 6) > budget.max_credits:
+            raise StageFailure(CREDITS_EXCEEDED, budget=True)
     pre = _bound(stage.pre_filters, ctx, "pre_filters")
     post = _bound(stage.post_filters, ctx, "post_filters")
     ctx.metadata = {}

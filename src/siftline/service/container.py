@@ -9,6 +9,7 @@ from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
 from siftline.service.execute import Executor
+from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
 
@@ -28,11 +29,19 @@ class Services:
             settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size
         )
         documents = DocumentService(storage, embedder, settings.max_batch_documents)
-        return cls(settings, storage, embedder, documents, Executor(storage, embedder))
+        recorder = Recorder(
+            storage,
+            enabled=settings.record_executions,
+            keep_last=settings.retain_documents_last,
+            keep_days=settings.retain_documents_days,
+        )
+        return cls(settings, storage, embedder, documents, Executor(storage, embedder, recorder))
 
     def bootstrap(self) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""
         namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
+        self.executor.recorder.recover()
+        self.executor.recorder.apply_retention(force=True)
         if self.settings.bootstrap_key and self.storage.count_keys() == 0:
             keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)
 

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any
 
+import siftline.pipeline.templates as templates
 from siftline.ids import new_id
 from siftline.models import Collection, Namespace, Retriever
 from siftline.pipeline.context import Budget, Embedder, ExecutionContext
-from siftline.pipeline.filters import bind, parse_filter
+from siftline.pipeline.filters import Node, bind, fields_of, parse_filter
 from siftline.pipeline.plan import Plan, build_plan
 from siftline.pipeline.runner import Event, RunResult, run_plan
 from siftline.service import retrievers
 from siftline.service.inputs import validate_inputs
 from siftline.service.pagination import PageRequest, paginate, parse_page
+from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 
 COLLECTION_MISSING = "Retriever execution failed: Collection not found"
@@ -25,10 +26,31 @@ def _fingerprint(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def merge_budgets(retriever: dict[str, Any], request: Any) -> dict[str, Any]:
+    """Both budgets apply: for each limit, the stricter of the retriever's and the request's."""
+    request = retrievers.validate_budget(request, ["body", "budget_limits"])
+    merged = dict(retriever)
+    for key, value in request.items():
+        merged[key] = value if merged.get(key) is None else min(merged[key], value)
+    return merged
+
+
+def _interpretation(schema: dict[str, dict[str, Any]], given: Any, used: dict[str, Any]) -> dict[str, Any]:
+    """What was understood from the inputs: provided, inferred (defaults applied) and ignored keys."""
+    provided = sorted((given or {}).keys()) if isinstance(given, dict) else []
+    return {
+        "provided_input_keys": provided,
+        "inferred_input_keys": sorted(k for k in used if k not in provided),
+        "ignored_input_keys": sorted(k for k in provided if k not in schema),
+        "relaxed_filters": [],
+    }
+
+
 class Executor:
-    def __init__(self, storage: Storage, embedder: Embedder) -> None:
+    def __init__(self, storage: Storage, embedder: Embedder, recorder: Recorder | None = None) -> None:
         self.storage = storage
         self.embedder = embedder
+        self.recorder = recorder or Recorder(storage)
 
     def execute_saved(
         self, namespace: Namespace, retriever: Retriever, body: dict[str, Any], on_event: Event | None = None
@@ -41,14 +63,17 @@ class Executor:
                 missing.append(col_id)
             else:
                 collections.append(col)
-        budget = body.get("budget_limits") or retriever.budget_limits
+        budget = merge_budgets(retriever.budget_limits, body.get("budget_limits"))
+        validate_inputs(retriever.input_schema, body.get("inputs"))
         if missing:
-            return self._failed_early(retriever, f"{COLLECTION_MISSING} ({', '.join(missing)} was deleted)")
-        plan = retrievers.plan_of(retriever, collections)
+            error = f"{COLLECTION_MISSING} ({', '.join(missing)} was deleted)"
+            return self._failed_early(namespace, retriever, body, error)
+        plan = retrievers.plan_of(retriever)
         fingerprint = _fingerprint(
             retriever.retriever_id, retriever.version, body.get("inputs"), body.get("filters")
         )
         return self._execute(
+            namespace,
             plan,
             collections,
             retriever.input_schema,
@@ -69,10 +94,11 @@ class Executor:
         budget = retrievers.validate_budget(body.get("budget_limits"), ["body", "budget_limits"])
         fingerprint = _fingerprint(plan.configs(), [c.collection_id for c in collections], body.get("inputs"),
                                    body.get("filters"))  # fmt: skip
-        return self._execute(plan, collections, schema, budget, body, None, fingerprint, on_event)
+        return self._execute(namespace, plan, collections, schema, budget, body, None, fingerprint, on_event)
 
     def _execute(
         self,
+        namespace: Namespace,
         plan: Plan,
         collections: list[Collection],
         schema: dict[str, dict[str, Any]],
@@ -95,11 +121,43 @@ class Executor:
         )
         if body.get("filters"):
             ctx.filters, relaxed = bind(parse_filter(body["filters"], ("body", "filters")), inputs)
+            ctx.relaxed += [r.as_dict("request filters") for r in relaxed]
             ctx.warnings += [
                 f"Filter condition on '{r.field}' was relaxed: no input '{r.input_path}'." for r in relaxed
             ]
-        result = run_plan(plan, ctx, on_event)
-        return self._response(result, ctx, page, fingerprint, retriever_id)
+        ctx.warnings += unindexed_field_warnings(plan, ctx.filters, collections)
+        interpretation = _interpretation(schema, body.get("inputs"), inputs)
+        tracker = self.recorder.start(
+            execution_id=new_id("exec"),
+            namespace_id=namespace.namespace_id,
+            retriever_id=retriever_id,
+            collection_ids=[c.collection_id for c in collections],
+            total_stages=len(plan.stages),
+            inputs=inputs,
+            request={k: v for k, v in body.items() if k not in ("stages", "input_schema")},
+            interpretation=interpretation,
+        )
+
+        def events(kind: str, data: dict[str, Any]) -> None:
+            tracker.on_event(kind, data)
+            if on_event is not None:
+                on_event(kind, data)
+
+        result = run_plan(plan, ctx, events)
+        interpretation["relaxed_filters"] = ctx.relaxed
+        response = self._response(result, ctx, page, fingerprint, retriever_id, tracker.record.execution_id)
+        response.update(
+            {
+                "interpretation": interpretation,
+                "created_at": tracker.record.detail["created_at"],
+                "total_stages": len(plan.stages),
+            }
+        )
+        tracker.finish(response, response["documents"])
+        response["completed_at"] = tracker.record.detail["completed_at"]
+        response["stages_completed"] = tracker.record.detail["stages_completed"]
+        response["documents_retained"] = tracker.record.detail["documents_retained"]
+        return response
 
     def _response(
         self,
@@ -108,10 +166,11 @@ class Executor:
         page: PageRequest,
         fingerprint: str,
         retriever_id: str | None,
+        execution_id: str,
     ) -> dict[str, Any]:
         chunk, pagination = paginate(result.documents, page, fingerprint)
         response: dict[str, Any] = {
-            "execution_id": new_id("exec"),
+            "execution_id": execution_id,
             "retriever_id": retriever_id or "",
             "status": result.status,
             "documents": [c.as_result(ctx.return_vectors) for c in chunk],
@@ -119,6 +178,9 @@ class Executor:
             "stage_statistics": result.statistics(round(ctx.budget.credits_used, 6)),
             "budget": ctx.budget.snapshot(),
             "warnings": result.warnings,
+            "limits": [],
+            "degraded": [],
+            "optimization_applied": False,
             "total_returned": len(chunk),
         }
         if result.facets is not None:
@@ -128,21 +190,65 @@ class Executor:
             response["failed_stage"] = result.failed_stage
         return response
 
-    def _failed_early(self, retriever: Retriever, error: str) -> dict[str, Any]:
-        started = time.perf_counter()
-        return {
-            "execution_id": new_id("exec"),
+    def _failed_early(
+        self, namespace: Namespace, retriever: Retriever, body: dict[str, Any], error: str
+    ) -> dict[str, Any]:
+        """A run that fails before any stage (a collection was deleted): recorded like any other."""
+        inputs = body.get("inputs") if isinstance(body.get("inputs"), dict) else {}
+        tracker = self.recorder.start(
+            execution_id=new_id("exec"),
+            namespace_id=namespace.namespace_id,
+            retriever_id=retriever.retriever_id,
+            collection_ids=list(retriever.collection_ids),
+            total_stages=len(retriever.stages),
+            inputs=inputs or {},
+            request=body,
+            interpretation=_interpretation(retriever.input_schema, inputs, inputs or {}),
+        )
+        response = {
+            "execution_id": tracker.record.execution_id,
             "retriever_id": retriever.retriever_id,
             "status": "failed",
             "documents": [],
             "pagination": {"method": "offset", "total": 0, "returned": 0, "has_next": False},
-            "stage_statistics": {
-                "stages": {},
-                "total_time_ms": (time.perf_counter() - started) * 1000,
-                "credits_used": 0.0,
-            },
+            "stage_statistics": {"stages": {}, "total_time_ms": 0.0, "credits_used": 0.0},
             "budget": Budget().snapshot(),
             "warnings": [],
             "error": error,
             "total_returned": 0,
+            "total_stages": len(retriever.stages),
+            "created_at": tracker.record.detail["created_at"],
         }
+        tracker.finish(response, [])
+        response["completed_at"] = tracker.record.detail["completed_at"]
+        return response
+
+
+def unindexed_field_warnings(
+    plan: Plan, request_filter: Node | None, collections: list[Collection]
+) -> list[str]:
+    """A warning per filtered field that a collection has no payload index for, saying how to add one."""
+    fields = fields_of(request_filter)
+    for stage in plan.stages:
+        for raw in (stage.pre_filters, stage.post_filters):
+            if raw:
+                fields |= fields_of(parse_filter(raw, ("filters",)))
+        if stage.stage_id == "attribute_filter":
+            params = stage.parameters
+            if isinstance(params.get("field"), str) and not templates.is_template(params["field"]):
+                fields.add(params["field"])
+            if isinstance(params.get("conditions"), dict):
+                fields |= fields_of(parse_filter(params["conditions"], ("conditions",)))
+    warnings = []
+    for field in sorted(
+        f for f in fields if f not in ("document_id", "collection_id") and not f.startswith("_internal")
+    ):
+        for col in collections:
+            if field not in {p.field_name for p in col.payload_indexes}:
+                warnings.append(
+                    f"Filter on '{field}' uses a field without a payload index in collection "
+                    f"'{col.collection_name}'; declare it with PATCH /v1/collections/{col.collection_name} "
+                    f'{{"payload_indexes": [{{"field_name": "{field}", "type": "keyword"}}]}} (or integer, float, '
+                    "bool, datetime, text)."
+                )
+    return warnings

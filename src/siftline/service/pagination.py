@@ -46,7 +46,7 @@ def parse_page(body: dict[str, Any]) -> PageRequest:
     method = raw.get("method") or "offset"
     loc: list[str | int] = ["body", "pagination"]
     if method == "offset":
-        number = raw.get("page_number") or 1
+        number = raw.get("page_number", 1)
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
             raise ValidationError.at([*loc, "page_number"], "page_number is an integer ≥ 1")
         return PageRequest("offset", _size(raw.get("page_size"), [*loc, "page_size"]), page_number=number)

@@ -9,7 +9,7 @@ from typing import Any
 from siftline.errors import NotFoundError, ValidationError
 from siftline.ids import new_id
 from siftline.models import Collection, Namespace, Retriever, utcnow
-from siftline.pipeline.plan import Plan, build_plan
+from siftline.pipeline.plan import Plan, build_plan, stored_plan
 from siftline.storage.base import Storage
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -75,8 +75,8 @@ def validate_budget(budget: Any, loc: list[str | int]) -> dict[str, Any]:
     return {k: v for k, v in budget.items() if v is not None}
 
 
-def plan_of(retriever: Retriever, collections: list[Collection]) -> Plan:
-    return build_plan(list(retriever.stages), collections, retriever.input_schema, ["retriever", "stages"])
+def plan_of(retriever: Retriever) -> Plan:
+    return stored_plan(retriever.stages)
 
 
 def create(storage: Storage, namespace: Namespace, body: dict[str, Any]) -> Retriever:

@@ -10,6 +10,7 @@ collection already resolved inside one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +21,7 @@ from siftline.models import (
     Document,
     DocumentPage,
     DocumentWrite,
+    ExecutionRecord,
     Feature,
     Namespace,
     Retriever,
@@ -107,6 +109,35 @@ class RetrieverStore(Protocol):
     def delete_retriever(self, namespace_id: str, retriever_id: str) -> bool: ...
 
 
+class RecordStore(Protocol):
+    """Execution records. Writes are small and frequent (start, each stage, finish)."""
+
+    def save_execution(self, record: ExecutionRecord) -> None:
+        """Insert or replace the record (its documents too, when given)."""
+
+    def get_execution(self, namespace_id: str, execution_id: str) -> ExecutionRecord | None: ...
+    def list_executions(
+        self,
+        namespace_id: str,
+        *,
+        retriever_id: str | None = None,
+        mode: str | None = None,
+        statuses: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[list[ExecutionRecord], int]:
+        """Newest first, without documents."""
+
+    def fail_unfinished(self, error: str) -> int:
+        """Mark every pending/processing record failed with ``error`` (at start-up); returns how many."""
+
+    def drop_documents(self, keep_last: int | None, before: datetime | None) -> int:
+        """Retention: forget the documents of all but the newest ``keep_last`` records and of records
+        created before ``before``; statistics stay. Returns how many records lost their documents."""
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -128,7 +159,14 @@ class SearchIndex(Protocol):
 
 @runtime_checkable
 class Storage(
-    KeyStore, NamespaceStore, CollectionStore, DocumentStore, RetrieverStore, SearchIndex, Protocol
+    KeyStore,
+    NamespaceStore,
+    CollectionStore,
+    DocumentStore,
+    RetrieverStore,
+    RecordStore,
+    SearchIndex,
+    Protocol,
 ):
     """A whole backend."""
 

@@ -58,6 +58,10 @@ class Stage(ABC, Generic[P]):
         """Billing units of one run (see ``credits.py``)."""
         return 1
 
+    def max_documents(self, ctx: ExecutionContext, candidates: list[Candidate]) -> int:
+        """The most documents this run can be charged for: its input, unless it produces its own."""
+        return len(candidates)
+
     @abstractmethod
     def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
         """The stage's work: candidates in, candidates out."""

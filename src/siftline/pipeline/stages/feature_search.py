@@ -139,12 +139,17 @@ class FeatureSearch(Stage[FeatureSearchParams]):
     @classmethod
     def check(cls, params: FeatureSearchParams, plan: PlanContext, loc: list[str | int]) -> None:
         for i, search in enumerate(params.searches):
-            if search.optional:
-                continue
             targets = _targets(
                 plan.collections, search.collection_identifiers or params.collection_identifiers
             )
-            if not any(_resolve_feature(c, search) for c in targets):
+            features = [f for c in targets if (f := _resolve_feature(c, search)) is not None]
+            for feature in features[:1]:
+                problem = _query_problem(search.query, feature)
+                if problem:
+                    raise ValidationError.at([*loc, "searches", i, "query"], problem)
+            if search.optional:
+                continue
+            if not features:
                 known = sorted({f.uri for c in plan.collections for f in c.features})
                 raise ValidationError.at(
                     [*loc, "searches", i, "feature_uri"],
@@ -155,6 +160,23 @@ class FeatureSearch(Stage[FeatureSearchParams]):
 
     def units(self) -> int:
         return max(len(self.params.searches), 1)
+
+    def max_documents(self, ctx: ExecutionContext, candidates: list[Candidate]) -> int:
+        """Charged per document returned: at most final_top_k (or the groups' documents), at most the
+        searches' hits, at most the documents the searched collections hold."""
+        p = self.params
+        group = p.group_by
+        bound = (
+            p.final_top_k
+            if group is None
+            else group.limit * (group.max_per_group if group.output_mode == "flatten" else 1)
+        )
+        if p.searches:
+            bound = min(bound, sum(s.top_k for s in p.searches))
+        held = sum(
+            ctx.storage.count_documents(c) for c in _targets(ctx.collections, p.collection_identifiers)
+        )
+        return min(bound, held)
 
     def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
         p = self.params
@@ -240,11 +262,12 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 found = ctx.storage.vector_search(collection, feature, vector, search.top_k, filt)
             hits += [((collection.collection_id, doc_id), score) for doc_id, score in found]
         hits.sort(key=lambda h: (-h[1], h[0][1], h[0][0]))
-        before = len(hits)
+        below = 0
         if search.min_score is not None:
-            hits = [h for h in hits if h[1] >= search.min_score]
+            kept = [h for h in hits if h[1] >= search.min_score]
+            below, hits = len(hits) - len(kept), kept
         hits = hits[: search.top_k]
-        info.update({"results": len(hits), "below_min_score": before - len(hits) if search.min_score else 0})
+        info.update({"results": len(hits), "below_min_score": below})
         return hits, info
 
     def _query_vector(
@@ -278,13 +301,16 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             return np.asarray(values, dtype=np.float32)
         ref = query.document_ref
         assert ref is not None
-        source = ctx.collection(ref.collection_id) if ref.collection_id else collection
-        found = (
-            ctx.storage.get_documents(source, [ref.document_id], with_vectors=True)
-            if source is not None
-            else []
-        )
-        vector = (found[0].vectors or {}).get(feature.name) if found else None
+        if ref.collection_id:
+            sources = [c for c in [ctx.collection(ref.collection_id)] if c is not None]
+        else:  # the searched collection first, then the others of the retriever
+            sources = [collection, *(c for c in ctx.collections if c is not collection)]
+        vector = None
+        for source in sources:
+            found = ctx.storage.get_documents(source, [ref.document_id], with_vectors=True)
+            if found:
+                vector = (found[0].vectors or {}).get(feature.name)
+                break
         if vector is None:
             raise BadRequestError(
                 f"Search {index}: document '{ref.document_id}' was not found or has no '{feature.name}' vector."
@@ -356,6 +382,18 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: facet.limit]
             results.append({"key": facet.key, "values": [{"value": v, "count": n} for v, n in ordered]})
         return results
+
+
+def _query_problem(query: SearchQuery, feature: Feature) -> str | None:
+    """Why this query can never search this feature (None when it can)."""
+    if feature.kind == "bm25" and query.input_mode != "text":
+        return f"'{feature.uri}' is a BM25 feature: it takes a text query"
+    if query.input_mode == "text" and feature.kind == "dense" and feature.extractor != "text_extractor":
+        return f'\'{feature.uri}\' holds your own vectors: send {{"input_mode": "vector", "value": [...]}}'
+    vector = query.vector_value() if query.input_mode == "vector" else None
+    if vector and feature.dimension is not None and len(vector) != feature.dimension:
+        return f"the query vector has {len(vector)} dimensions; '{feature.uri}' has {feature.dimension}"
+    return None
 
 
 def _targets(collections: list[Collection], identifiers: list[str] | None) -> list[Collection]:

@@ -8,12 +8,13 @@ from typing import Any
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.records import RecordsMixin
 from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
 from siftline.storage.sqlite.vectors import ExactIndex
 
 
-class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin):
+class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
     name = "sqlite"

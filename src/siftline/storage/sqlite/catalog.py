@@ -208,6 +208,7 @@ class CatalogMixin:
                 self._drop_collection_data(conn, collection_id)
             conn.execute("DELETE FROM collections WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM retrievers WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM executions WHERE namespace_id = ?", (namespace_id,))
             return conn.execute("DELETE FROM namespaces WHERE namespace_id = ?", (namespace_id,)).rowcount > 0
 
     # -- collections --------------------------------------------------------------------------

@@ -74,6 +74,20 @@ CREATE TABLE IF NOT EXISTS retrievers (
     version INTEGER NOT NULL,
     UNIQUE (namespace_id, retriever_name)
 );
+CREATE TABLE IF NOT EXISTS executions (
+    execution_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL,
+    retriever_id TEXT,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    completed_at TEXT,
+    detail TEXT NOT NULL,
+    documents TEXT
+);
+CREATE INDEX IF NOT EXISTS executions_by_retriever ON executions(namespace_id, retriever_id, created_at);
+CREATE INDEX IF NOT EXISTS executions_by_mode ON executions(namespace_id, mode, created_at);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
 CREATE TABLE IF NOT EXISTS vectors (
     feature_seq INTEGER NOT NULL,
     doc_rowid INTEGER NOT NULL,

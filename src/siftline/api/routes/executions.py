@@ -1,0 +1,115 @@
+"""Execution records: /v1/retrievers/executions/… (ad hoc) and /v1/retrievers/{id}/executions/…."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+
+from siftline.api.deps import NamespaceDep, ServicesDep
+from siftline.api.schemas.common import ERROR_RESPONSES
+from siftline.errors import ValidationError
+from siftline.models import Namespace
+from siftline.service import executions, retrievers
+from siftline.service.container import Services
+
+router = APIRouter(prefix="/v1/retrievers", tags=["executions"], responses=ERROR_RESPONSES)
+
+ListBody = Annotated[
+    dict[str, Any] | None,
+    Body(examples=[{"status": "failed", "start_time": "2026-01-01T00:00:00Z", "limit": 20, "offset": 0}]),
+]
+
+
+def _retriever_id(svc: Services, ns: Namespace, identifier: str) -> str:
+    """The retriever's id (by id or name); a deleted retriever's id still finds its records."""
+    found = svc.storage.get_retriever(ns.namespace_id, identifier)
+    return found.retriever_id if found else identifier
+
+
+def _page(body: dict[str, Any], limit: int, offset: int) -> tuple[int, int]:
+    """Body values win over the query parameters."""
+    size = body.get("limit") or body.get("page_size") or limit
+    start = body.get("offset") if body.get("offset") is not None else offset
+    if not isinstance(size, int) or not 1 <= size <= 1000 or not isinstance(start, int) or start < 0:
+        raise ValidationError.at(["body", "limit"], "limit is 1-1000 and offset ≥ 0")
+    return size, start
+
+
+@router.post("/executions/list", summary="Ad-hoc executions, newest first")
+def list_adhoc_executions(
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    body: ListBody = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    body = body or {}
+    limit, offset = _page(body, limit, offset)
+    found, total = svc.storage.list_executions(
+        ns.namespace_id, mode="adhoc", limit=limit, offset=offset, **executions.list_filters(body)
+    )
+    results = [] if body.get("count_only") else [executions.summary(r) for r in found]
+    page = {"total": total, "limit": limit, "offset": offset, "has_next": offset + len(found) < total}
+    return {"results": results, "total": total, "pagination": page}
+
+
+@router.get("/executions/{execution_id}", summary="An ad-hoc execution (AdhocExecutionDetail)")
+def get_adhoc_execution(execution_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return executions.adhoc_detail(executions.find(svc.storage, ns, execution_id, None))
+
+
+@router.get("/executions/{execution_id}/status", summary="Progress of an ad-hoc execution")
+def get_adhoc_status(execution_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return executions.status_view(executions.find(svc.storage, ns, execution_id, None))
+
+
+@router.post("/{retriever_id}/executions/list", summary="A retriever's executions, newest first")
+def list_executions(
+    retriever_id: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    body: ListBody = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    body = body or {}
+    limit, offset = _page(body, limit, offset)
+    rid = retrievers.get(svc.storage, ns, retriever_id).retriever_id
+    found, total = svc.storage.list_executions(
+        ns.namespace_id, retriever_id=rid, limit=limit, offset=offset, **executions.list_filters(body)
+    )
+    page = {"total": total, "limit": limit, "offset": offset, "has_next": offset + len(found) < total}
+    return {"results": [executions.summary(r) for r in found], "pagination": page}
+
+
+@router.get(
+    "/{retriever_id}/executions/{execution_id}", summary="Everything about one execution (ExecutionDetail)"
+)
+def get_execution(
+    retriever_id: str,
+    execution_id: str,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    include_legacy_results: bool = False,
+) -> dict[str, Any]:
+    record = executions.find(svc.storage, ns, execution_id, _retriever_id(svc, ns, retriever_id))
+    return executions.execution_detail(record, include_legacy_results)
+
+
+@router.get("/{retriever_id}/executions/{execution_id}/status", summary="Progress of an execution")
+def get_execution_status(
+    retriever_id: str, execution_id: str, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    record = executions.find(svc.storage, ns, execution_id, _retriever_id(svc, ns, retriever_id))
+    return executions.status_view(record)
+
+
+@router.get(
+    "/{retriever_id}/executions/{execution_id}/profile", summary="Per-stage timings and counts of a run"
+)
+def get_execution_profile(
+    retriever_id: str, execution_id: str, svc: ServicesDep, ns: NamespaceDep
+) -> dict[str, Any]:
+    record = executions.find(svc.storage, ns, execution_id, _retriever_id(svc, ns, retriever_id))
+    return executions.profile_view(record)

@@ -1,0 +1,165 @@
+"""Execution records: written by the executor as a run starts, progresses and ends; read by the API.
+
+A record is saved when the run starts (``processing``), at most every ``PROGRESS_EVERY_S`` while it
+runs (current stage, stages completed, statistics so far) and when it ends. A server that dies
+mid-run leaves ``processing`` records behind; ``recover`` marks them failed at the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from siftline.models import ExecutionRecord, iso, utcnow
+from siftline.storage.base import Storage
+
+PROGRESS_EVERY_S = 0.05
+SERVER_STOPPED = (
+    "Retriever execution failed: the server stopped while this execution was running; execute it again."
+)
+RETENTION_EVERY_S = 60.0
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def inputs_hash(inputs: dict[str, Any]) -> str:
+    """SHA-1 of the canonical JSON of the inputs (sorted keys, no spaces)."""
+    return hashlib.sha1(canonical_json(inputs).encode()).hexdigest()
+
+
+def query_summary(inputs: dict[str, Any], limit: int = 120) -> str | None:
+    text = next((v for k, v in inputs.items() if k in ("query", "text", "q") and isinstance(v, str)), None)
+    if text is None:
+        text = next((v for v in inputs.values() if isinstance(v, str)), None)
+    return None if text is None else (text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+class Tracker:
+    """One run's record, kept current as the run goes."""
+
+    def __init__(self, recorder: Recorder, record: ExecutionRecord) -> None:
+        self.recorder = recorder
+        self.record = record
+        self._last_save = time.monotonic()
+
+    def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        detail = self.record.detail
+        if kind == "stage_start":
+            detail["current_stage"] = data["stage_name"]
+        elif kind in ("stage_complete", "stage_error"):
+            detail["stages_completed"] = detail.get("stages_completed", 0) + (kind == "stage_complete")
+            stats = detail.setdefault("stage_statistics", {"stages": {}})
+            if kind == "stage_complete":
+                stats["stages"][data["stage_name"]] = {
+                    k: v for k, v in data.items() if k not in ("stage_name", "stage_id", "stage_index")
+                }
+        if time.monotonic() - self._last_save >= PROGRESS_EVERY_S:
+            self.recorder.save(self.record)
+            self._last_save = time.monotonic()
+
+    def finish(self, response: dict[str, Any], documents: list[dict[str, Any]]) -> None:
+        record = self.record
+        record.status = response["status"]
+        record.completed_at = utcnow()
+        detail = record.detail
+        detail.update({k: v for k, v in response.items() if k != "documents"})
+        detail["completed_at"] = iso(record.completed_at)
+        detail["current_stage"] = None
+        stats = response.get("stage_statistics") or {}
+        stages = stats.get("stages") or {}
+        detail["stages_completed"] = sum(1 for s in stages.values() if not s.get("error"))
+        detail["duration_ms"] = stats.get("total_time_ms", 0.0)
+        detail["credits_used"] = stats.get("credits_used", 0.0)
+        detail["total_processed"] = sum(int(s.get("input_count", 0)) for s in stages.values())
+        hits = [bool(s.get("stage_cache_hit")) for s in stages.values()]
+        detail["cache_hit_rate"] = (sum(hits) / len(hits)) if hits else 0.0
+        detail["total_returned"] = len(documents)
+        retain = self.recorder.retain_documents
+        record.documents = documents if retain else None
+        detail["documents_retained"] = retain
+        self.recorder.save(record)
+        self.recorder.apply_retention()
+
+
+class Recorder:
+    def __init__(
+        self,
+        storage: Storage,
+        enabled: bool = True,
+        keep_last: int | None = None,
+        keep_days: float | None = None,
+    ) -> None:
+        self.storage = storage
+        self.enabled = enabled
+        self.keep_last = keep_last
+        self.keep_days = keep_days
+        self._last_retention = 0.0
+
+    @property
+    def retain_documents(self) -> bool:
+        return self.keep_last != 0 and self.keep_days != 0
+
+    def save(self, record: ExecutionRecord) -> None:
+        if self.enabled:
+            self.storage.save_execution(record)
+
+    def start(
+        self,
+        *,
+        execution_id: str,
+        namespace_id: str,
+        retriever_id: str | None,
+        collection_ids: list[str],
+        total_stages: int,
+        inputs: dict[str, Any],
+        request: dict[str, Any],
+        interpretation: dict[str, Any],
+    ) -> Tracker:
+        now = utcnow()
+        mode = "saved" if retriever_id else "adhoc"
+        record = ExecutionRecord(execution_id, namespace_id, retriever_id, mode, "processing", now)  # type: ignore[arg-type]
+        record.detail = {
+            "execution_id": execution_id,
+            "retriever_id": retriever_id or "",
+            "execution_mode": mode,
+            "status": "processing",
+            "created_at": iso(now),
+            "timestamp": now.timestamp(),
+            "completed_at": None,
+            "current_stage": None,
+            "stages_completed": 0,
+            "total_stages": total_stages,
+            "collection_ids": collection_ids,
+            "inputs": canonical_json(inputs),
+            "inputs_hash": inputs_hash(inputs),
+            "query_summary": query_summary(inputs),
+            "request": request,
+            "interpretation": interpretation,
+            "warnings": [],
+            "limits": [],
+            "degraded": [],
+            "optimization_applied": False,
+            "optimization_summary": None,
+            "learned_fusion_context": None,
+            "cached_at": None,
+        }
+        self.save(record)
+        return Tracker(self, record)
+
+    def apply_retention(self, force: bool = False) -> int:
+        if not self.enabled or (self.keep_last is None and self.keep_days is None):
+            return 0
+        if not force and time.monotonic() - self._last_retention < RETENTION_EVERY_S:
+            return 0
+        self._last_retention = time.monotonic()
+        before = utcnow() - timedelta(days=self.keep_days) if self.keep_days is not None else None
+        return self.storage.drop_documents(self.keep_last, before)
+
+    def recover(self) -> int:
+        """At start-up: no record may stay ``processing`` after the server that ran it died."""
+        return self.storage.fail_unfinished(SERVER_STOPPED)
