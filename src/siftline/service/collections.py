@@ -169,6 +169,8 @@ def update(storage: Storage, collection: Collection, changes: dict[str, Any]) ->
         fields["description"] = changes["description"]
     if changes.get("metadata") is not None:
         fields["metadata"] = changes["metadata"]
+    if changes.get("payload_indexes") is not None:
+        fields["payload_indexes"] = _payload_indexes(changes["payload_indexes"])
     updated = replace(collection, **fields, updated_at=utcnow())
     storage.update_collection(updated)
     return updated

@@ -141,7 +141,7 @@ class Executor:
         def events(kind: str, data: dict[str, Any]) -> None:
             tracker.on_event(kind, data)
             if on_event is not None:
-                on_event(kind, data)
+                on_event(kind, {"execution_id": tracker.record.execution_id, **data})
 
         result = run_plan(plan, ctx, events)
         interpretation["relaxed_filters"] = ctx.relaxed

@@ -1,7 +1,9 @@
 """Execution records: written by the executor as a run starts, progresses and ends; read by the API.
 
-A record is saved when the run starts (``processing``), at most every ``PROGRESS_EVERY_S`` while it
-runs (current stage, stages completed, statistics so far) and when it ends. A server that dies
+A record is saved when the run starts (``processing``), at every stage event once the run has taken
+longer than ``PROGRESS_AFTER_S`` (plus once when it passes that mark: current stage, stages completed,
+statistics so far) and when it ends, so a fast run costs two small writes and a slow one can be
+followed from another client. A server that dies
 mid-run leaves ``processing`` records behind; ``recover`` marks them failed at the next start.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 from siftline.models import ExecutionRecord, iso, utcnow
 from siftline.storage.base import Storage
 
-PROGRESS_EVERY_S = 0.05
+PROGRESS_AFTER_S = 0.05  # runs faster than this are saved twice (start, end); slower ones at every event
 SERVER_STOPPED = (
     "Retriever execution failed: the server stopped while this execution was running; execute it again."
 )
@@ -45,7 +48,10 @@ class Tracker:
     def __init__(self, recorder: Recorder, record: ExecutionRecord) -> None:
         self.recorder = recorder
         self.record = record
-        self._last_save = time.monotonic()
+        self._started = time.monotonic()
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self._finished = False
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
         detail = self.record.detail
@@ -58,11 +64,26 @@ class Tracker:
                 stats["stages"][data["stage_name"]] = {
                     k: v for k, v in data.items() if k not in ("stage_name", "stage_id", "stage_index")
                 }
-        if time.monotonic() - self._last_save >= PROGRESS_EVERY_S:
-            self.recorder.save(self.record)
-            self._last_save = time.monotonic()
+        if time.monotonic() - self._started >= PROGRESS_AFTER_S:
+            self._flush()
+        elif self._timer is None:  # a run still going after PROGRESS_AFTER_S shows its progress then
+            self._timer = threading.Timer(PROGRESS_AFTER_S, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _flush(self) -> None:
+        with self._lock:
+            if not self._finished:
+                self.recorder.save(self.record)
 
     def finish(self, response: dict[str, Any], documents: list[dict[str, Any]]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._finished = True
+            self._finish(response, documents)
+
+    def _finish(self, response: dict[str, Any], documents: list[dict[str, Any]]) -> None:
         record = self.record
         record.status = response["status"]
         record.completed_at = utcnow()

@@ -15,6 +15,7 @@ from siftline.api.schemas.retrievers import (
     RetrieverCreate,
     RetrieverPatch,
 )
+from siftline.api.streaming import stream_execution
 from siftline.credits import credits_table
 from siftline.models import Retriever
 from siftline.pipeline.stages import STAGES
@@ -69,11 +70,14 @@ def list_stages(_: NamespaceDep) -> list[dict[str, Any]]:
 
 
 @router.post("/execute", summary="Execute stages ad hoc, without a stored retriever")
-def execute_adhoc(
-    body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep, response: Response
-) -> dict[str, Any]:
+def execute_adhoc(body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep, response: Response) -> Any:
+    request = body.model_dump(exclude_unset=True)
+    if body.stream:
+        streamed = stream_execution(lambda emit: svc.executor.execute_adhoc(ns, request, emit))
+        streamed.headers["X-Execution-Mode"] = "adhoc"
+        return streamed
     response.headers["X-Execution-Mode"] = "adhoc"
-    return svc.executor.execute_adhoc(ns, body.model_dump(exclude_unset=True))
+    return svc.executor.execute_adhoc(ns, request)
 
 
 @router.post("", summary="Create a retriever (validated into a plan now, not mid-query)")
@@ -133,8 +137,9 @@ def clone_retriever(
 
 
 @router.post("/{retriever_id}/execute", summary="Execute a stored retriever")
-def execute_retriever(
-    retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep
-) -> dict[str, Any]:
+def execute_retriever(retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep) -> Any:
     retriever = retrievers.get(svc.storage, ns, retriever_id)
-    return svc.executor.execute_saved(ns, retriever, body.model_dump(exclude_unset=True))
+    request = body.model_dump(exclude_unset=True)
+    if body.stream:
+        return stream_execution(lambda emit: svc.executor.execute_saved(ns, retriever, request, emit))
+    return svc.executor.execute_saved(ns, retriever, request)

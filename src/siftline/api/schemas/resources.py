@@ -105,6 +105,10 @@ class CollectionUpdate(BaseModel):
     collection_name: str | None = None
     description: str | None = None
     metadata: dict[str, Any] | None = None
+    payload_indexes: list[PayloadIndexIn] | None = Field(
+        None,
+        description="Replaces the declared payload indexes (fields filtered on without one draw a warning).",
+    )
 
 
 class FeatureOut(BaseModel):
