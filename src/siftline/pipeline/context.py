@@ -63,9 +63,11 @@ class ExecutionContext:
     metadata: dict[str, Any] = field(default_factory=dict)  # the running stage's statistics metadata
     search_filter: Node | None = None  # the running search stage's filter: request filters AND pre_filters
     query_cache: dict[str, np.ndarray] = field(default_factory=dict)  # query text → embedding, per execution
-    relaxed: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # filter conditions dropped for a missing input
+    # what the execution record reports: filter conditions dropped for a missing input, caps that
+    # clamped the request, and what was skipped and why
+    relaxed: list[dict[str, Any]] = field(default_factory=list)
+    limits: list[dict[str, Any]] = field(default_factory=list)
+    degraded: list[dict[str, Any]] = field(default_factory=list)
 
     def collection(self, identifier: str) -> Collection | None:
         for col in self.collections:

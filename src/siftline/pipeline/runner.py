@@ -123,6 +123,15 @@ def run_plan(plan: Plan, ctx: ExecutionContext, on_event: Event | None = None) -
                 ctx.warnings.append(
                     f"Stage '{stage.name}' failed and was skipped (on_error: skip): {message}"
                 )
+                ctx.degraded.append(
+                    {
+                        "resource": "stage",
+                        "id": stage.stage_id,
+                        "reason": message,
+                        "next_step": "fix the stage's parameters or inputs; its input was passed on unchanged",
+                        "stage": stage.name,
+                    }
+                )
                 emit("stage_error", {**info, "error": message, "skipped": True})
                 continue
             error = f"Stage '{stage.name}' ({stage.stage_id}, index {stage.index}) failed: {message}"

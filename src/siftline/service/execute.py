@@ -178,8 +178,8 @@ class Executor:
             "stage_statistics": result.statistics(round(ctx.budget.credits_used, 6)),
             "budget": ctx.budget.snapshot(),
             "warnings": result.warnings,
-            "limits": [],
-            "degraded": [],
+            "limits": ctx.limits,
+            "degraded": ctx.degraded,
             "optimization_applied": False,
             "total_returned": len(chunk),
         }

@@ -19,7 +19,7 @@ from siftline.api.streaming import stream_execution
 from siftline.credits import credits_table
 from siftline.models import Retriever
 from siftline.pipeline.stages import STAGES
-from siftline.service import retrievers
+from siftline.service import explain, retrievers
 
 router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], responses=ERROR_RESPONSES)
 
@@ -134,6 +134,11 @@ def clone_retriever(
     source = retrievers.get(svc.storage, ns, retriever_id)
     clone = retrievers.clone(svc.storage, ns, source, body.model_dump(exclude_unset=True))
     return {"retriever": retriever_out(clone), "source_retriever_id": source.retriever_id}
+
+
+@router.post("/{retriever_id}/execute/explain", summary="The plan without running it: estimates per stage")
+def explain_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    return explain.explain(svc.storage, ns, retrievers.get(svc.storage, ns, retriever_id))
 
 
 @router.post("/{retriever_id}/execute", summary="Execute a stored retriever")

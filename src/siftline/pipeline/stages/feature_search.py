@@ -29,6 +29,7 @@ from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 from siftline.pipeline.stages.group_by import GroupBy, GroupByParams, group_key
 
 Key = tuple[str, str]  # (collection_id, document_id)
+MAX_TOP_K = 5000  # per search and after fusion; larger requests are clamped and reported in `limits`
 
 
 class DocumentRef(StageParams):
@@ -68,7 +69,9 @@ class SearchConfig(StageParams):
         description="mixpeek://extractor@version/output, as GET /v1/collections/{c}/features lists."
     )
     query: SearchQuery
-    top_k: int = Field(100, ge=1, le=5000, description="Hits kept from this search.")
+    top_k: int = Field(
+        100, ge=1, description=f"Hits kept from this search (at most {MAX_TOP_K}; more is clamped)."
+    )
     min_score: float | None = Field(None, description="Hits scoring below are dropped.")
     weight: float = Field(1.0, ge=0.0, description="Weight in weighted/rrf/dbsf/max fusion.")
     lexical: bool = Field(
@@ -109,7 +112,9 @@ class SearchGroupBy(StageParams):
 
 class FeatureSearchParams(StageParams):
     searches: list[SearchConfig] = Field(default_factory=list, max_length=10)
-    final_top_k: int = Field(25, ge=1, le=5000)
+    final_top_k: int = Field(
+        25, ge=1, description=f"Documents kept after fusion (at most {MAX_TOP_K}; more is clamped)."
+    )
     fusion: Literal["rrf", "weighted", "dbsf", "max"] = "rrf"
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
     collection_identifiers: list[str] | None = None
@@ -178,8 +183,23 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         )
         return min(bound, held)
 
-    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+    def _clamp(self, ctx: ExecutionContext) -> FeatureSearchParams:
+        """Caps applied to this run, each reported in ``ctx.limits``."""
         p = self.params
+        searches = []
+        for i, search in enumerate(p.searches):
+            if search.top_k > MAX_TOP_K:
+                ctx.limits.append(_limit(f"searches[{i}].top_k", search.top_k, MAX_TOP_K, self.name))
+                search = search.model_copy(update={"top_k": MAX_TOP_K})
+            searches.append(search)
+        final = p.final_top_k
+        if final > MAX_TOP_K:
+            ctx.limits.append(_limit("final_top_k", final, MAX_TOP_K, self.name))
+            final = MAX_TOP_K
+        return p.model_copy(update={"searches": searches, "final_top_k": final})
+
+    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+        self.params = p = self._clamp(ctx)
         targets = _targets(ctx.collections, p.collection_identifiers)
         filt = ctx.search_filter
         if not p.searches:
@@ -382,6 +402,10 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: facet.limit]
             results.append({"key": facet.key, "values": [{"value": v, "count": n} for v, n in ordered]})
         return results
+
+
+def _limit(name: str, requested: int, ceiling: int, stage: str) -> dict[str, Any]:
+    return {"name": name, "requested": requested, "applied": ceiling, "ceiling": ceiling, "stage": stage}
 
 
 def _query_problem(query: SearchQuery, feature: Feature) -> str | None:
