@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -43,6 +43,12 @@ bench-ingest: setup ## Ingest docs/s with embedding and with supplied vectors
 
 bench-load: setup ## `siftline load` of ../shared/data/scifact into a fresh data directory
 	$(BIN)/python benchmarks/load_beir.py
+
+bench-records: setup ## Cost of execution records (recording on vs off, same process)
+	$(BIN)/python benchmarks/records.py
+
+bench-quality: setup ## nDCG@10 on SciFact through the HTTP API beside direct library runs (~16 min)
+	$(BIN)/python benchmarks/quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
