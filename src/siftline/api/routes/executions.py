@@ -36,6 +36,29 @@ def _page(body: dict[str, Any], limit: int, offset: int) -> tuple[int, int]:
     return size, start
 
 
+def _list(
+    svc: Services,
+    ns: Namespace,
+    body: dict[str, Any],
+    limit: int,
+    offset: int,
+    mode: str | None = None,
+    retriever_id: str | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Summaries of one page of records (newest first) and the page's pagination block."""
+    limit, offset = _page(body, limit, offset)
+    found, total = svc.storage.list_executions(
+        ns.namespace_id,
+        mode=mode,
+        retriever_id=retriever_id,
+        limit=limit,
+        offset=offset,
+        **executions.list_filters(body),
+    )
+    page = {"total": total, "limit": limit, "offset": offset, "has_next": offset + len(found) < total}
+    return [executions.summary(r) for r in found], page
+
+
 @router.post("/executions/list", summary="Ad-hoc executions, newest first")
 def list_adhoc_executions(
     svc: ServicesDep,
@@ -45,13 +68,8 @@ def list_adhoc_executions(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     body = body or {}
-    limit, offset = _page(body, limit, offset)
-    found, total = svc.storage.list_executions(
-        ns.namespace_id, mode="adhoc", limit=limit, offset=offset, **executions.list_filters(body)
-    )
-    results = [] if body.get("count_only") else [executions.summary(r) for r in found]
-    page = {"total": total, "limit": limit, "offset": offset, "has_next": offset + len(found) < total}
-    return {"results": results, "total": total, "pagination": page}
+    results, page = _list(svc, ns, body, limit, offset, mode="adhoc")
+    return {"results": [] if body.get("count_only") else results, "total": page["total"], "pagination": page}
 
 
 @router.get("/executions/{execution_id}", summary="An ad-hoc execution (AdhocExecutionDetail)")
@@ -73,14 +91,9 @@ def list_executions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    body = body or {}
-    limit, offset = _page(body, limit, offset)
     rid = retrievers.get(svc.storage, ns, retriever_id).retriever_id
-    found, total = svc.storage.list_executions(
-        ns.namespace_id, retriever_id=rid, limit=limit, offset=offset, **executions.list_filters(body)
-    )
-    page = {"total": total, "limit": limit, "offset": offset, "has_next": offset + len(found) < total}
-    return {"results": [executions.summary(r) for r in found], "pagination": page}
+    results, page = _list(svc, ns, body or {}, limit, offset, retriever_id=rid)
+    return {"results": results, "pagination": page}
 
 
 @router.get(
