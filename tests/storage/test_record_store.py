@@ -88,7 +88,9 @@ def ids(records: list[ExecutionRecord]) -> list[str]:
 # -- save and get ---------------------------------------------------------------------------------------
 
 
-def test_a_saved_record_is_read_back_with_its_detail_and_documents(storage: SQLiteStorage, ns: Namespace) -> None:
+def test_a_saved_record_is_read_back_with_its_detail_and_documents(
+    storage: SQLiteStorage, ns: Namespace
+) -> None:
     record = make_record(ns, documents=DOCS, warnings=["w"], budget={"credits_used": 0.5})
     storage.save_execution(record)
 
@@ -290,7 +292,8 @@ def test_drop_documents_with_keep_last_zero_forgets_every_records_documents(
 
     assert storage.drop_documents(keep_last=0, before=None) == 2
     assert all(
-        (found := storage.get_execution(ns.namespace_id, r.execution_id)) is not None and found.documents is None
+        (found := storage.get_execution(ns.namespace_id, r.execution_id)) is not None
+        and found.documents is None
         for r in records
     )
 

@@ -67,7 +67,7 @@ class Executor:
         validate_inputs(retriever.input_schema, body.get("inputs"))
         if missing:
             error = f"{COLLECTION_MISSING} ({', '.join(missing)} was deleted)"
-            return self._failed_early(namespace, retriever, body, error)
+            return self._failed_early(namespace, retriever, body, error, budget)
         plan = retrievers.plan_of(retriever)
         fingerprint = _fingerprint(
             retriever.retriever_id, retriever.version, body.get("inputs"), body.get("filters")
@@ -191,7 +191,12 @@ class Executor:
         return response
 
     def _failed_early(
-        self, namespace: Namespace, retriever: Retriever, body: dict[str, Any], error: str
+        self,
+        namespace: Namespace,
+        retriever: Retriever,
+        body: dict[str, Any],
+        error: str,
+        budget: dict[str, Any],
     ) -> dict[str, Any]:
         """A run that fails before any stage (a collection was deleted): recorded like any other."""
         inputs = body.get("inputs") if isinstance(body.get("inputs"), dict) else {}
@@ -212,7 +217,7 @@ class Executor:
             "documents": [],
             "pagination": {"method": "offset", "total": 0, "returned": 0, "has_next": False},
             "stage_statistics": {"stages": {}, "total_time_ms": 0.0, "credits_used": 0.0},
-            "budget": Budget().snapshot(),
+            "budget": Budget(budget.get("max_credits"), budget.get("max_time_ms")).snapshot(),
             "warnings": [],
             "error": error,
             "total_returned": 0,

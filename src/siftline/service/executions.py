@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from siftline.errors import NotFoundError, ValidationError
@@ -139,10 +139,9 @@ def _time(value: Any, loc: str) -> datetime | None:
         return None
     try:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            from datetime import UTC
-
             return datetime.fromtimestamp(value, UTC)
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)  # times without an offset are UTC
     except (ValueError, OverflowError, OSError) as exc:
         raise ValidationError.at(
             ["body", loc], "a time is ISO-8601 (2026-01-31T12:00:00Z) or Unix seconds"

@@ -54,6 +54,16 @@ class Tracker:
         self._finished = False
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
+        with self._lock:  # the progress timer may be saving the record right now
+            self._apply(kind, data)
+        if time.monotonic() - self._started >= PROGRESS_AFTER_S:
+            self._flush()
+        elif self._timer is None:  # a run still going after PROGRESS_AFTER_S shows its progress then
+            self._timer = threading.Timer(PROGRESS_AFTER_S, self._flush)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _apply(self, kind: str, data: dict[str, Any]) -> None:
         detail = self.record.detail
         if kind == "stage_start":
             detail["current_stage"] = data["stage_name"]
@@ -64,12 +74,6 @@ class Tracker:
                 stats["stages"][data["stage_name"]] = {
                     k: v for k, v in data.items() if k not in ("stage_name", "stage_id", "stage_index")
                 }
-        if time.monotonic() - self._started >= PROGRESS_AFTER_S:
-            self._flush()
-        elif self._timer is None:  # a run still going after PROGRESS_AFTER_S shows its progress then
-            self._timer = threading.Timer(PROGRESS_AFTER_S, self._flush)
-            self._timer.daemon = True
-            self._timer.start()
 
     def _flush(self) -> None:
         with self._lock:
@@ -150,7 +154,7 @@ class Recorder:
             "execution_mode": mode,
             "status": "processing",
             "created_at": iso(now),
-            "timestamp": now.timestamp(),
+            "timestamp": iso(now),
             "completed_at": None,
             "current_stage": None,
             "stages_completed": 0,

@@ -29,9 +29,9 @@ def _retriever_id(svc: Services, ns: Namespace, identifier: str) -> str:
 
 def _page(body: dict[str, Any], limit: int, offset: int) -> tuple[int, int]:
     """Body values win over the query parameters."""
-    size = body.get("limit") or body.get("page_size") or limit
+    size = next((body[k] for k in ("limit", "page_size") if body.get(k) is not None), limit)
     start = body.get("offset") if body.get("offset") is not None else offset
-    if not isinstance(size, int) or not 1 <= size <= 1000 or not isinstance(start, int) or start < 0:
+    if type(size) is not int or not 1 <= size <= 1000 or type(start) is not int or start < 0:
         raise ValidationError.at(["body", "limit"], "limit is 1-1000 and offset ≥ 0")
     return size, start
 
@@ -91,8 +91,10 @@ def list_executions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
-    rid = retrievers.get(svc.storage, ns, retriever_id).retriever_id
+    rid = _retriever_id(svc, ns, retriever_id)
     results, page = _list(svc, ns, body or {}, limit, offset, retriever_id=rid)
+    if page["total"] == 0 and svc.storage.get_retriever(ns.namespace_id, retriever_id) is None:
+        retrievers.get(svc.storage, ns, retriever_id)  # 404: neither a retriever nor a deleted one's records
     return {"results": results, "pagination": page}
 
 
