@@ -146,8 +146,9 @@ def validate_params(
     ``lenient`` (creation time, sample inputs) forgives errors at templated values, which only the
     real inputs can settle; it then returns None (the parameters are checked again at execution).
     """
+    kept = {k: v for k, v in raw.items() if k in stage_class.per_document}  # rendered per document
     try:
-        rendered = templates.render(raw, context, loc)
+        rendered = {**templates.render({k: v for k, v in raw.items() if k not in kept}, context, loc), **kept}
     except ValidationError:
         if lenient:  # e.g. a template over STAGE outputs or CONTEXT values that only exist at run time
             return None

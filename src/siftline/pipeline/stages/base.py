@@ -45,6 +45,9 @@ class Stage(ABC, Generic[P]):
     description: ClassVar[str]
     Params: ClassVar[type[StageParams]]
     icon: ClassVar[str] = "layers"  # a Lucide icon name, for pipeline builders
+    # Top-level parameters holding per-document templates (over DOC): the runner leaves them unrendered
+    # and the stage renders them for each document with ``templates.render`` and DOC in the context.
+    per_document: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, name: str, params: P) -> None:
         self.name = name
