@@ -28,6 +28,15 @@ TABLE: dict[str, Cost] = {
     "limit": Cost(base=0.01, per_document=0.0),
     "group_by": Cost(base=0.1, per_document=0.0001),
     "rerank": Cost(base=0.5, per_document=0.01),
+    "mmr": Cost(base=0.1, per_document=0.001),
+    "score_normalize": Cost(base=0.05, per_document=0.0001),
+    "deduplicate": Cost(base=0.1, per_document=0.0005),
+    "sample": Cost(base=0.05, per_document=0.0001),
+    "aggregate": Cost(base=0.1, per_document=0.0002),
+    "unwind": Cost(base=0.05, per_document=0.0001),
+    "document_enrich": Cost(base=0.2, per_document=0.001),
+    "json_transform": Cost(base=0.05, per_document=0.0005),
+    "rag_prepare": Cost(base=0.1, per_document=0.0005),
 }
 
 

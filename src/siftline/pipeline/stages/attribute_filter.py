@@ -21,28 +21,17 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, PrivateAttr, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_core import ValidationError as PydanticValidationError
 
 from siftline.errors import ValidationError
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import Condition, Dynamic, Node, bind, fields_of, matcher, parse_filter
-from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
+from siftline.pipeline.stages.base import PlanContext, Stage, StageParams, as_pydantic_error
 
 Operator = Literal[
     "eq", "ne", "gt", "lt", "gte", "lte", "in", "nin", "contains",
     "starts_with", "ends_with", "regex", "exists", "is_null", "text",
 ]  # fmt: skip
-
-
-def _as_pydantic(exc: ValidationError, title: str) -> PydanticValidationError:
-    """Re-raise a filter-language error as a pydantic error at the same location (nested properly)."""
-    err = exc.errors[0]
-    kind = PydanticCustomError("value_error", "{reason}", {"reason": err["msg"]})
-    return PydanticValidationError.from_exception_data(
-        title, [InitErrorDetails(type=kind, loc=tuple(err["loc"]), input=None)]
-    )
 
 
 def _ignore_case(node: Node) -> Node:
@@ -84,7 +73,7 @@ class AttributeFilterParams(StageParams):
         try:
             node = self._parse_conditions() if self.conditions is not None else self._parse_simple()
         except ValidationError as exc:
-            raise _as_pydantic(exc, type(self).__name__) from None
+            raise as_pydantic_error(exc, type(self).__name__) from None
         self._node = _ignore_case(node) if node is not None and self.case_insensitive else node
         return self
 

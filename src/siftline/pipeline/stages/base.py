@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from siftline.errors import ValidationError
 from siftline.models import Collection
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
@@ -72,3 +75,12 @@ class Stage(ABC, Generic[P]):
     @classmethod
     def schema(cls) -> dict[str, Any]:
         return cls.Params.model_json_schema()
+
+
+def as_pydantic_error(exc: ValidationError, title: str) -> PydanticValidationError:
+    """A Siftline ValidationError (e.g. from the filter language or templates) as a pydantic error as a pydantic error at the same location (nested properly)."""
+    err = exc.errors[0]
+    kind = PydanticCustomError("value_error", "{reason}", {"reason": err["msg"]})
+    return PydanticValidationError.from_exception_data(
+        title, [InitErrorDetails(type=kind, loc=tuple(err["loc"]), input=None)]
+    )
