@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -26,9 +26,22 @@ CATEGORIES = ("filter", "sort", "reduce", "apply", "enrich")
 
 
 class StageParams(BaseModel):
-    """Base of every ``Params`` model: unknown parameters are errors, named in the 422."""
+    """Base of every ``Params`` model: unknown parameters are errors, named in the 422.
+
+    ``SDK_IGNORED`` names parameters the hosted API has and a local engine does not (caching knobs,
+    hosted models, timeouts): the official SDK's ``StageParams*`` models always send some of them, so
+    they are accepted, listed in the JSON schema as ignored, and dropped before validation.
+    """
 
     model_config = ConfigDict(extra="forbid")
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_sdk_ignored(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.SDK_IGNORED:
+            return {k: v for k, v in data.items() if k not in cls.SDK_IGNORED}
+        return data
 
 
 P = TypeVar("P", bound=StageParams)
@@ -74,7 +87,12 @@ class Stage(ABC, Generic[P]):
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
-        return cls.Params.model_json_schema()
+        """The parameters' JSON schema; SDK-only parameters appear as accepted and ignored."""
+        schema = cls.Params.model_json_schema()
+        properties = schema.setdefault("properties", {})
+        for name in sorted(cls.Params.SDK_IGNORED):
+            properties.setdefault(name, {"description": "Accepted for compatibility with the hosted API; ignored."})
+        return schema
 
 
 def as_pydantic_error(exc: ValidationError, title: str) -> PydanticValidationError:
