@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 import siftline.pipeline.templates as templates
 from siftline.ids import new_id
 from siftline.models import Collection, Namespace, Retriever
@@ -24,6 +26,19 @@ COLLECTION_MISSING = "Retriever execution failed: Collection not found"
 
 def _fingerprint(*parts: Any) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays a stage left in fields or metadata become Python values."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
 
 
 def merge_budgets(retriever: dict[str, Any], request: Any) -> dict[str, Any]:
@@ -141,7 +156,7 @@ class Executor:
         def events(kind: str, data: dict[str, Any]) -> None:
             tracker.on_event(kind, data)
             if on_event is not None:
-                on_event(kind, {"execution_id": tracker.record.execution_id, **data})
+                on_event(kind, plain({"execution_id": tracker.record.execution_id, **data}))
 
         result = run_plan(plan, ctx, events)
         interpretation["relaxed_filters"] = ctx.relaxed
@@ -188,7 +203,7 @@ class Executor:
         if result.error is not None:
             response["error"] = result.error
             response["failed_stage"] = result.failed_stage
-        return response
+        return plain(response)
 
     def _failed_early(
         self,

@@ -96,6 +96,14 @@ class AggregateParams(StageParams):
     )
     include_documents: bool = Field(default=False, description="Attach each group's members as 'documents'.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_null(cls, data: Any) -> Any:
+        """The SDK sends the string 'null' for an unset value: read it as null."""
+        if isinstance(data, dict):
+            return {k: None if k == "sort_by" and v == "null" else v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _aliases(self) -> AggregateParams:
         names = [g.name for g in self.group_by or []] + [a.alias for a in self.aggregations]

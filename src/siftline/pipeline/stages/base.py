@@ -91,7 +91,9 @@ class Stage(ABC, Generic[P]):
         schema = cls.Params.model_json_schema()
         properties = schema.setdefault("properties", {})
         for name in sorted(cls.Params.SDK_IGNORED):
-            properties.setdefault(name, {"description": "Accepted for compatibility with the hosted API; ignored."})
+            properties.setdefault(
+                name, {"description": "Accepted for compatibility with the hosted API; ignored."}
+            )
         return schema
 
 

@@ -51,6 +51,9 @@ class _CollectionLookup(Protocol):
 class DocumentEnrichParams(StageParams):
     """Which collection to join, on which fields, and where the joined fields go."""
 
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"cache_behavior", "cache_ttl_seconds", "retriever_config", "retriever_id", "retriever_inputs"}
+    )
     target_collection_id: str = Field(min_length=1, description="Id or name of the collection to join.")
     source_field: str = Field(
         default="source_object_id", min_length=1, description="Candidate's dotted path."
@@ -67,6 +70,14 @@ class DocumentEnrichParams(StageParams):
     when: dict[str, Any] | None = Field(default=None, description="Only candidates matching it are enriched.")
     allow_missing: bool = Field(default=True, description="Keep unmatched candidates (false: drop them).")
     _when: Node | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_null(cls, data: Any) -> Any:
+        """The SDK sends the string 'null' for an unset value: read it as null."""
+        if isinstance(data, dict):
+            return {k: None if k == "output_field" and v == "null" else v for k, v in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _parse(self) -> Self:

@@ -111,6 +111,18 @@ class SearchGroupBy(StageParams):
 
 
 class FeatureSearchParams(StageParams):
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {
+            "auto_preprocess",
+            "cache_behavior",
+            "cache_ttl_seconds",
+            "degrade_retry",
+            "hard_timeout_ms",
+            "interactive",
+            "learning_config",
+            "query_preprocessing",
+        }
+    )
     searches: list[SearchConfig] = Field(default_factory=list, max_length=10)
     final_top_k: int = Field(
         25, ge=1, description=f"Documents kept after fusion (at most {MAX_TOP_K}; more is clamped)."

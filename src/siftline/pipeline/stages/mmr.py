@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import ValidationError
 from siftline.models import Collection
@@ -60,6 +60,14 @@ class MmrParams(StageParams):
         default="scores.mmr", description="Where the MMR value is stored ('scores.<name>' or a field path)."
     )
     similarity_metric: Literal["cosine", "dot", "euclidean"] = Field(default="cosine")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_null(cls, data: Any) -> Any:
+        """The SDK sends the string 'null' for an unset value: read it as null."""
+        if isinstance(data, dict):
+            return {k: None if k == "diversity_feature_uri" and v == "null" else v for k, v in data.items()}
+        return data
 
     @field_validator("mmr_score_field")
     @classmethod

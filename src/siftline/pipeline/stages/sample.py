@@ -64,6 +64,14 @@ class SampleParams(StageParams):
     seed: Int | None = Field(default=None, description="Random seed: same seed and input, same output.")
     preserve_top_k: Int = Field(default=0, ge=0, description="The first k documents are always kept.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_null(cls, data: Any) -> Any:
+        """The SDK sends the string 'null' for an unset value: read it as null."""
+        if isinstance(data, dict):
+            return {k: None if k == "stratify_by" and v == "null" else v for k, v in data.items()}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> SampleParams:
         if self.strategy == "stratified" and self.stratify_by is None:

@@ -26,6 +26,7 @@ from siftline.pipeline.stages.base import Stage, StageParams
 class SortRelevanceParams(StageParams):
     """Which score orders, in which direction, and where documents without one go."""
 
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset({"feature_address"})
     score_field: str = Field(
         default="score", min_length=1, description="Dotted path of the numeric score to sort by."
     )
