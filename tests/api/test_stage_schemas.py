@@ -44,7 +44,7 @@ SEARCH_PARAMS = {
 SDK_PAYLOADS: dict[str, Callable[[], Any]] = {
     "feature_search": lambda: sdk.StageParamsFeatureSearch.from_dict(
         {
-            "searches": [{"feature_uri": EMB_URI, "query": {"input_mode": "text", "value": "cat"}, "top_k": 50}],
+            "searches": [{"feature_uri": EMB_URI, "query": {"input_mode": "vector", "value": "{{ INPUT.v }}"}, "top_k": 50}],
             "final_top_k": 10,
             "fusion": "rrf",
             "cache_ttl_seconds": 300,
