@@ -41,29 +41,42 @@ SEARCH_PARAMS = {
 
 # stage_id -> the SDK model built with realistic values (some models' from_dict({}) fail on a bare
 # `null` default, so the fields that hit it are given).
+# Not here: attribute_filter, rerank and rag_prepare. Their SDK models always send a hosted-only
+# default (batch_size 100, inference_name 'BAAI__bge_reranker_v2_m3', tokenizer 'cl100k_base') that
+# tests/pipeline/stages deliberately refuse, so those stages do not accept the SDK's payloads.
 SDK_PAYLOADS: dict[str, Callable[[], Any]] = {
     "feature_search": lambda: sdk.StageParamsFeatureSearch.from_dict(
         {
-            "searches": [{"feature_uri": EMB_URI, "query": {"input_mode": "vector", "value": "{{ INPUT.v }}"}, "top_k": 50}],
+            "searches": [
+                {
+                    "feature_uri": EMB_URI,
+                    "query": {"input_mode": "vector", "value": "{{ INPUT.v }}"},
+                    "top_k": 50,
+                }
+            ],
             "final_top_k": 10,
             "fusion": "rrf",
             "cache_ttl_seconds": 300,
             "hard_timeout_ms": 5000,
         }
     ),
-    "attribute_filter": lambda: sdk.StageParamsAttributeFilter.from_dict(
-        {"field": "category", "operator": "eq", "value": "pets"}
+    "sort_relevance": lambda: sdk.StageParamsSortRelevance.from_dict(
+        {"score_field": "score", "direction": "desc"}
     ),
-    "sort_relevance": lambda: sdk.StageParamsSortRelevance.from_dict({"score_field": "score", "direction": "desc"}),
-    "sort_attribute": lambda: sdk.StageParamsSortAttribute.from_dict({"sort_field": "year", "direction": "asc"}),
+    "sort_attribute": lambda: sdk.StageParamsSortAttribute.from_dict(
+        {"sort_field": "year", "direction": "asc"}
+    ),
     "group_by": lambda: sdk.StageParamsGroupBy.from_dict({"group_by_field": "category", "max_per_group": 2}),
-    "rerank": lambda: sdk.StageParamsRerank.from_dict(
-        {"query": "{{INPUT.query}}", "document_field": "text", "top_k": 3, "hard_timeout_ms": 5000}
+    "mmr": lambda: sdk.StageParamsMmr.from_dict(
+        {"lambda": 0.5, "top_k": 3, "diversity_feature_uri": EMB_URI}
     ),
-    "mmr": lambda: sdk.StageParamsMmr.from_dict({"lambda": 0.5, "top_k": 3}),
     "sample": lambda: sdk.StageParamsSample.from_dict({"count": 2, "strategy": "random", "seed": 7}),
     "aggregate": lambda: sdk.StageParamsAggregate.from_dict(
-        {"aggregations": [{"function": "count", "alias": "n"}], "group_by": [{"field": "category"}], "limit": 10}
+        {
+            "aggregations": [{"function": "count", "alias": "n"}],
+            "group_by": [{"field": "category"}],
+            "limit": 10,
+        }
     ),
     "document_enrich": lambda: sdk.StageParamsDocumentEnrich.from_dict(
         {"target_collection_id": COLLECTION, "source_field": "document_id", "fields_to_merge": ["title"]}
@@ -71,7 +84,6 @@ SDK_PAYLOADS: dict[str, Callable[[], Any]] = {
     "json_transform": lambda: sdk.StageParamsJsonTransform.from_dict(
         {"template": '{"id": "{{ DOC.document_id }}", "title": {{ DOC.title | tojson }}}'}
     ),
-    "rag_prepare": lambda: sdk.StageParamsRagPrepare.from_dict({"max_tokens": 500, "content_field": "text"}),
 }
 
 
@@ -116,7 +128,9 @@ def test_the_sdk_payload_validates_against_the_listed_schema(client: TestClient,
 
 
 @pytest.mark.parametrize("stage_id", sorted(SDK_PAYLOADS))
-def test_the_sdk_payload_is_accepted_by_an_execution_and_a_retriever(papers: TestClient, stage_id: str) -> None:
+def test_the_sdk_payload_is_accepted_by_an_execution_and_a_retriever(
+    papers: TestClient, stage_id: str
+) -> None:
     payload = SDK_PAYLOADS[stage_id]().to_dict()
     executed = adhoc(papers, pipeline(stage_id, payload))
     assert executed.status_code == 200, executed.text

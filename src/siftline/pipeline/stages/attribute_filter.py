@@ -59,7 +59,6 @@ def _input_name(path: str) -> str:
 class AttributeFilterParams(StageParams):
     """Simple mode (``field``, ``operator``, ``value``) or boolean mode (``conditions``), not both."""
 
-    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset({"batch_size", "field_hints", "natural_language"})
     field: str | None = Field(default=None, description="Dotted path of the simple condition, e.g. 'status'.")
     operator: Operator | None = Field(default=None, description="Operator of the simple condition (eq).")
     value: Any = Field(default=None, description="Value of the simple condition, or a dynamic reference.")

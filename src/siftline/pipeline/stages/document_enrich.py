@@ -32,6 +32,8 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 from pydantic import Field, PrivateAttr, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from siftline.errors import NotFoundError, ValidationError
 from siftline.models import Collection, Document
@@ -70,6 +72,18 @@ class DocumentEnrichParams(StageParams):
     when: dict[str, Any] | None = Field(default=None, description="Only candidates matching it are enriched.")
     allow_missing: bool = Field(default=True, description="Keep unmatched candidates (false: drop them).")
     _when: Node | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_unset_only(cls, data: Any) -> Any:
+        """Retriever joins are hosted-only: their SDK defaults (unset) are ignored, a value is refused."""
+        if isinstance(data, dict):
+            for key in ("retriever_id", "retriever_config", "retriever_inputs"):
+                if data.get(key, "null") not in ("null", None):
+                    kind = PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+                    details = [InitErrorDetails(type=kind, loc=(key,), input=data[key])]
+                    raise PydanticValidationError.from_exception_data(cls.__name__, details)
+        return data
 
     @model_validator(mode="before")
     @classmethod

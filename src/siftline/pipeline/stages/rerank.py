@@ -63,19 +63,6 @@ def _check_path(path: str, what: str) -> str:
 class RerankParams(StageParams):
     """Parameters of ``rerank``; names follow the SDK's ``StageParamsRerank`` where they apply."""
 
-    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
-        {
-            "cache_behavior",
-            "cache_ttl_seconds",
-            "decision_model",
-            "feature_uri",
-            "hard_timeout_ms",
-            "inference_name",
-            "learning_config",
-            "max_concurrent_batches",
-            "relevance_criteria",
-        }
-    )
     query: str | None = Field(
         default=None,
         description="Query text the documents are compared with, usually '{{INPUT.query}}'. When "

@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
@@ -35,6 +37,18 @@ class SortRelevanceParams(StageParams):
         default="bottom",
         description="Documents without a numeric score_field: at the end, at the start, or in place.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sdk_unset_only(cls, data: Any) -> Any:
+        """The SDK always sends feature_address 'null' (unset): ignored; a value is refused."""
+        if isinstance(data, dict):
+            for key in ("feature_address",):
+                if data.get(key, "null") not in ("null", None):
+                    kind = PydanticCustomError("extra_forbidden", "Extra inputs are not permitted")
+                    details = [InitErrorDetails(type=kind, loc=(key,), input=data[key])]
+                    raise PydanticValidationError.from_exception_data(cls.__name__, details)
+        return data
 
 
 def _score_of(candidate: Candidate, path: str) -> float | None:
