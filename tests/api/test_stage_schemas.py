@@ -41,9 +41,7 @@ SEARCH_PARAMS = {
 
 # stage_id -> the SDK model built with realistic values (some models' from_dict({}) fail on a bare
 # `null` default, so the fields that hit it are given).
-# Not here: attribute_filter, rerank and rag_prepare. Their SDK models always send a hosted-only
-# default (batch_size 100, inference_name 'BAAI__bge_reranker_v2_m3', tokenizer 'cl100k_base') that
-# tests/pipeline/stages deliberately refuse, so those stages do not accept the SDK's payloads.
+# Their hosted-only defaults (batch_size, inference_name, tokenizer, …) are accepted and ignored.
 SDK_PAYLOADS: dict[str, Callable[[], Any]] = {
     "feature_search": lambda: sdk.StageParamsFeatureSearch.from_dict(
         {
@@ -80,6 +78,26 @@ SDK_PAYLOADS: dict[str, Callable[[], Any]] = {
     ),
     "document_enrich": lambda: sdk.StageParamsDocumentEnrich.from_dict(
         {"target_collection_id": COLLECTION, "source_field": "document_id", "fields_to_merge": ["title"]}
+    ),
+    "attribute_filter": lambda: sdk.StageParamsAttributeFilter.from_dict(
+        {"field": "category", "operator": "eq", "value": "health"}
+    ),
+    "rerank": lambda: sdk.StageParamsRerank.from_dict(
+        {
+            "query": "sleep and memory",
+            "document_field": "text",
+            "top_k": 3,
+            "inference_name": "BAAI__bge_reranker_v2_m3",
+            "hard_timeout_ms": 5000,  # the SDK's from_dict fails on its own bare `null` default otherwise
+        }
+    ),
+    "rag_prepare": lambda: sdk.StageParamsRagPrepare.from_dict(
+        {
+            "max_tokens": 500,
+            "output_mode": "single_context",
+            "content_field": "text",
+            "tokenizer": "cl100k_base",
+        }
     ),
     "json_transform": lambda: sdk.StageParamsJsonTransform.from_dict(
         {"template": '{"id": "{{ DOC.document_id }}", "title": {{ DOC.title | tojson }}}'}

@@ -172,8 +172,7 @@ def errors_of(params: dict[str, Any]) -> list[ErrorDetails]:
 @pytest.mark.parametrize(
     ("params", "loc", "needle"),
     [
-        ({"field": "status", "value": "a", "batch_size": 100}, ("batch_size",), "Extra inputs"),
-        ({"field": "status", "value": "a", "natural_language": "x"}, ("natural_language",), "Extra inputs"),
+        ({"field": "status", "value": "a", "natural_language": "x"}, ("natural_language",), "need an LLM"),
         ({"field": "status", "value": "a", "colour": 1}, ("colour",), "Extra inputs"),
         ({"field": "title", "operator": "words", "value": "x"}, ("operator",), "'eq'"),
         ({}, ("field",), "conditions"),

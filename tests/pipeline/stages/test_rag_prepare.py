@@ -117,7 +117,6 @@ def test_runner_leaves_document_template_for_run() -> None:
         {"output_mode": "stream"},
         {"citation": {"style": "apa"}},
         {"document_template": "{{ DOC.x "},
-        {"tokenizer": "cl100k_base"},
         {"context_field": ""},
     ],
 )

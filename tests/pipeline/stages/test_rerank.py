@@ -188,7 +188,6 @@ def test_empty_candidates(bi_encoder: TextEmbedder) -> None:
     ("params", "field"),
     [
         ({"query": "x", "rerank_model": "bge"}, "rerank_model"),  # unknown parameters are errors
-        ({"inference_name": "BAAI__bge_reranker_v2_m3"}, "inference_name"),  # hosted-only, left out
         ({"document_field": "a..b"}, "document_field"),
         ({"document_field": []}, "document_field"),
         ({"max_candidates": 0}, "max_candidates"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from siftline.errors import ValidationError
 from siftline.pipeline.candidates import Candidate
@@ -58,6 +58,25 @@ def _input_name(path: str) -> str:
 
 class AttributeFilterParams(StageParams):
     """Simple mode (``field``, ``operator``, ``value``) or boolean mode (``conditions``), not both."""
+
+    # The SDK always sends these hosted knobs: batch_size (streaming) and field_hints (for the LLM
+    # translation of natural_language) change nothing here. natural_language itself is only accepted
+    # unset ("null"): a real sentence would need an LLM and is refused.
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset({"batch_size", "field_hints"})
+
+    natural_language: str | None = Field(
+        default=None,
+        description="Accepted only unset (null, or the SDK's 'null'): natural-language filters need an LLM.",
+    )
+
+    @field_validator("natural_language")
+    @classmethod
+    def _unset_natural_language(cls, value: str | None) -> None:
+        if value not in (None, "null", ""):
+            raise ValueError(
+                "natural-language filters need an LLM, which Siftline does not run; use conditions"
+            )
+        return None
 
     field: str | None = Field(default=None, description="Dotted path of the simple condition, e.g. 'status'.")
     operator: Operator | None = Field(default=None, description="Operator of the simple condition (eq).")

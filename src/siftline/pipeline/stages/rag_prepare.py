@@ -76,6 +76,9 @@ class CitationConfig(BaseModel):
 class RagPrepareParams(StageParams):
     """Budget, truncation, output shape, per-document template and citations."""
 
+    # The SDK sends tokenizer (default cl100k_base); tokens are approximated here (see the module).
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset({"tokenizer"})
+
     max_tokens: int = Field(default=8000, ge=100, le=128000, description="Token budget of the context.")
     truncation_strategy: Literal["priority_truncate", "proportional", "drop_last"] = "priority_truncate"
     output_mode: Literal["single_context", "formatted_list"] = "single_context"

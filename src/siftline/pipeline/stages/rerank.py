@@ -63,6 +63,12 @@ def _check_path(path: str, what: str) -> str:
 class RerankParams(StageParams):
     """Parameters of ``rerank``; names follow the SDK's ``StageParamsRerank`` where they apply."""
 
+    # Hosted knobs the SDK always sends (mostly as the string "null"): no effect on a local engine.
+    SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
+        {"feature_uri", "decision_model", "relevance_criteria", "learning_config", "max_concurrent_batches",
+         "hard_timeout_ms", "cache_behavior", "cache_ttl_seconds"}
+    )  # fmt: skip
+
     query: str | None = Field(
         default=None,
         description="Query text the documents are compared with, usually '{{INPUT.query}}'. When "
@@ -78,6 +84,12 @@ class RerankParams(StageParams):
         description="Local folder of a cross-encoder: model.onnx (or onnx/model.onnx) with inputs "
         "input_ids, attention_mask and optionally token_type_ids, and its tokenizer.json. When "
         "omitted, the built-in bi-encoder (all-MiniLM-L6-v2 cosine) re-scores.",
+    )
+    inference_name: str | None = Field(
+        default=None,
+        description="A hosted reranker's name (the SDK always sends one). Accepted for compatibility: "
+        "Siftline has no hosted models, re-scores with model_path or the built-in bi-encoder, and says so "
+        "in the execution's warnings.",
     )
     max_candidates: int | None = Field(
         default=10,
@@ -179,6 +191,14 @@ class Rerank(Stage[RerankParams]):
             raise ValidationError.at([*loc, "model_path"], str(exc)) from exc
 
     def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+        if self.params.inference_name and self.params.inference_name != "null":
+            ctx.warnings.append(
+                f"Stage '{self.name}': inference_name '{self.params.inference_name}' is a hosted model; "
+                f"re-scored with {'the model at model_path' if self.params.model_path else 'the built-in bi-encoder'}."
+            )
+        return self._rerank(ctx, candidates)
+
+    def _rerank(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
         p = self.params
         limit = len(candidates) if p.max_candidates is None else p.max_candidates
         window, rest = candidates[:limit], candidates[limit:]
