@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
+from siftline.pipeline.stages.group_by import GroupBy
 from siftline.pipeline.stages.unwind import Unwind
 
 
@@ -118,3 +119,24 @@ def test_regrouping_restores_array_lengths_and_indexes_enumerate(arrays: list[An
         assert [c.fields["array_index"] for c in parts] == list(range(len(parts)))
         assert [c.fields["arr"] for c in parts] == (doc.fields.get("arr") or [])
     assert len(out) - len(split) == (sum(not d.fields.get("arr") for d in docs) if preserve else 0)
+
+
+@given(st.lists(st.lists(st.integers(), min_size=1, max_size=6), min_size=1, max_size=10))
+def test_unwind_then_the_group_by_stage_restores_each_documents_element_count(
+    arrays: list[list[int]],
+) -> None:
+    """The catalogue's own group_by stage, grouping the unwound documents by their source, counts back
+    each array's length (and the index field enumerates it)."""
+    docs = [cand(f"d{i}", 1.0 - i / 100, arr=a) for i, a in enumerate(arrays)]
+    ctx = make_ctx()
+    unwound = stage(field="arr", include_array_index=True).run(ctx, docs)
+    grouping = GroupBy.Params.model_validate(
+        {"group_by_field": "source_document_id", "max_per_group": 1000, "output_mode": "all"}
+    )
+    groups = GroupBy("regroup", grouping).run(ctx, unwound)
+    counts = {g.fields["group_key"]: g.fields["group_count"] for g in groups}
+    assert counts == {d.document_id: len(d.fields["arr"]) for d in docs}
+    for g in groups:
+        assert sorted(m["array_index"] for m in g.fields["group_documents"]) == list(
+            range(g.fields["group_count"])
+        )
