@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,23 @@ class Candidate:
         if with_vectors and self.vectors is not None:
             out["vectors"] = self.vectors
         return out
+
+    def with_value(self, target: str, value: Any) -> Candidate:
+        """A copy with ``value`` written at ``target``: ``score``, ``scores.<name>``, or a dotted field path
+        (intermediate objects are copied, never shared with this candidate)."""
+        if target == "score":
+            return dataclasses.replace(self, score=value)
+        if target.startswith("scores."):
+            return dataclasses.replace(self, scores={**self.scores, target.removeprefix("scores."): value})
+        fields = dict(self.fields)
+        node = fields
+        *parents, last = target.split(".")
+        for part in parents:
+            inner = node.get(part)
+            node[part] = dict(inner) if isinstance(inner, dict) else {}
+            node = node[part]
+        node[last] = value
+        return dataclasses.replace(self, fields=fields)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -27,7 +27,6 @@ field or a vector and so take no part).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, ClassVar, Literal
 
@@ -39,6 +38,7 @@ from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
+from siftline.pipeline.stages.group_by import group_key
 
 
 class DeduplicateParams(StageParams):
@@ -77,18 +77,11 @@ class DeduplicateParams(StageParams):
 
 
 def value_key(value: Any) -> tuple[str, Any] | None:
-    """A hashable key equal for equal JSON values; None for a value that equals nothing."""
+    """A hashable key equal for equal JSON values (``group_by``'s keys); None for a value that equals
+    nothing (missing or NaN), so such documents are never duplicates."""
     if value is MISSING or (isinstance(value, float) and math.isnan(value)):
         return None
-    if value is None:
-        return ("null", None)
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, int | float):
-        return ("number", value)
-    if isinstance(value, str):
-        return ("string", value)
-    return ("json", json.dumps(value, sort_keys=True, default=str))
+    return group_key(value)
 
 
 class Deduplicate(Stage[DeduplicateParams]):

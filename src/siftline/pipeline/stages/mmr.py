@@ -26,7 +26,6 @@ feature from the previous ``feature_search`` (here: the collection's only dense 
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Any, ClassVar, Literal
 
@@ -230,19 +229,7 @@ class Mmr(Stage[MmrParams]):
 
     def _with_value(self, cand: Candidate, value: float) -> Candidate:
         target = self.params.mmr_score_field
-        if target is None:
-            return cand
-        if target.startswith("scores."):
-            return dataclasses.replace(cand, scores={**cand.scores, target.removeprefix("scores."): value})
-        fields = dict(cand.fields)
-        node = fields
-        parts = target.split(".")
-        for part in parts[:-1]:
-            inner = node.get(part)
-            node[part] = dict(inner) if isinstance(inner, dict) else {}
-            node = node[part]
-        node[parts[-1]] = value
-        return dataclasses.replace(cand, fields=fields)
+        return cand if target is None else cand.with_value(target, value)
 
 
 def _mean_pairwise(sim: np.ndarray, idx: list[int]) -> float | None:

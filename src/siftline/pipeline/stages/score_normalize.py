@@ -27,7 +27,6 @@ Mixpeek's SDK has no parameter model for this stage; the names follow the other 
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -147,17 +146,4 @@ class ScoreNormalize(Stage[ScoreNormalizeParams]):
         return [self._with(c, float(v)) for c, v in zip(candidates, values.tolist(), strict=True)]
 
     def _with(self, cand: Candidate, value: float) -> Candidate:
-        target = self.params.output_field
-        if target is None:
-            return dataclasses.replace(cand, score=value)
-        if target.startswith("scores."):
-            return dataclasses.replace(cand, scores={**cand.scores, target.removeprefix("scores."): value})
-        fields = dict(cand.fields)
-        node = fields
-        parts = target.split(".")
-        for part in parts[:-1]:
-            inner = node.get(part)
-            node[part] = dict(inner) if isinstance(inner, dict) else {}
-            node = node[part]
-        node[parts[-1]] = value
-        return dataclasses.replace(cand, fields=fields)
+        return cand.with_value(self.params.output_field or "score", value)
