@@ -53,3 +53,36 @@ TEXT_COLLECTION = {
     "vector_configs": [{"name": "emb", "dimension": 4, "metric": "cosine"}],
     "payload_indexes": [{"field_name": "category", "type": "keyword"}],
 }
+
+
+DENSE = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
+BM25 = "mixpeek://text_extractor@v1/bm25"
+PETS = [
+    {"document_id": "cat", "text": "A cat sat on the mat by the window", "kind": "pet", "year": 2021},
+    {"document_id": "kitten", "text": "The kitten rested on the rug all afternoon", "kind": "pet", "year": 2019},
+    {"document_id": "dog", "text": "A dog chased the ball across the park", "kind": "pet", "year": 2023},
+    {"document_id": "stocks", "text": "Stock markets fell sharply on Monday", "kind": "finance", "year": 2022},
+    {"document_id": "rates", "text": "The central bank raised interest rates", "kind": "finance", "year": 2020},
+    {"document_id": "cats-book", "text": "A book about cats and their sleeping habits", "kind": "book", "year": 2018},
+]  # fmt: skip
+# After a search: keep the pets, newest first, the top two (over PETS: dog, cat).
+PETS_TAIL_STAGES = [
+    {
+        "stage_name": "pets",
+        "stage_type": "filter",
+        "config": {
+            "stage_id": "attribute_filter",
+            "parameters": {"field": "kind", "operator": "eq", "value": "pet"},
+        },
+    },
+    {
+        "stage_name": "newest",
+        "stage_type": "sort",
+        "config": {"stage_id": "sort_attribute", "parameters": {"field": "year", "direction": "desc"}},
+    },
+    {
+        "stage_name": "top2",
+        "stage_type": "reduce",
+        "config": {"stage_id": "limit", "parameters": {"limit": 2}},
+    },
+]

@@ -14,7 +14,7 @@ from mixpeek.api.retrievers_api import RetrieversApi
 from mixpeek.models.create_retriever_request import CreateRetrieverRequest
 from mixpeek.models.execute_retriever_request import ExecuteRetrieverRequest
 
-from siftline.testing.server import Server, siftline
+from siftline.testing.server import start_with_key
 
 pytestmark = pytest.mark.slow
 
@@ -54,8 +54,7 @@ def _search(top_k: int = 10) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[mixpeek.ApiClient]:
     data_dir = tmp_path_factory.mktemp("catalogue") / "data"
-    server = Server(data_dir).start()
-    key = siftline("keys", "create", "--data-dir", str(data_dir)).stdout.strip().splitlines()[-1]
+    server, key = start_with_key(data_dir)
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         text = {"feature_extractor_name": "text_extractor", "input_mappings": {"text": ["title", "text"]}}
         assert http.post(

@@ -28,20 +28,12 @@ from mixpeek.models.list_executions_request import ListExecutionsRequest
 from mixpeek.models.list_executions_response import ListExecutionsResponse
 from mixpeek.models.retriever_execution_summary import RetrieverExecutionSummary
 
-from siftline.testing.server import Server, siftline
+from helpers import DENSE, PETS, PETS_TAIL_STAGES
+from siftline.testing.server import Server, start_with_key
 
 pytestmark = pytest.mark.slow
 
-DENSE = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
 CREDITS_EXCEEDED = "Budget exceeded: Maximum credits limit reached"
-DOCS = [
-    {"document_id": "cat", "text": "A cat sat on the mat by the window", "kind": "pet", "year": 2021},
-    {"document_id": "kitten", "text": "The kitten rested on the rug all afternoon", "kind": "pet", "year": 2019},
-    {"document_id": "dog", "text": "A dog chased the ball across the park", "kind": "pet", "year": 2023},
-    {"document_id": "stocks", "text": "Stock markets fell sharply on Monday", "kind": "finance", "year": 2022},
-    {"document_id": "rates", "text": "The central bank raised interest rates", "kind": "finance", "year": 2020},
-    {"document_id": "cats-book", "text": "A book about cats and their sleeping habits", "kind": "book", "year": 2018},
-]  # fmt: skip
 SCHEMA = {"query": {"type": "text", "required": True}, "year": {"type": "integer", "default": 2000}}
 STAGES = [
     {
@@ -61,24 +53,7 @@ STAGES = [
             },
         },
     },
-    {
-        "stage_name": "pets",
-        "stage_type": "filter",
-        "config": {
-            "stage_id": "attribute_filter",
-            "parameters": {"field": "kind", "operator": "eq", "value": "pet"},
-        },
-    },
-    {
-        "stage_name": "newest",
-        "stage_type": "sort",
-        "config": {"stage_id": "sort_attribute", "parameters": {"field": "year", "direction": "desc"}},
-    },
-    {
-        "stage_name": "top2",
-        "stage_type": "reduce",
-        "config": {"stage_id": "limit", "parameters": {"limit": 2}},
-    },
+    *PETS_TAIL_STAGES,
 ]
 STAGE_NAMES = ["dense", "pets", "newest", "top2"]
 
@@ -102,8 +77,7 @@ def execute_request(body: dict[str, Any]) -> ExecuteRetrieverRequest:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     data_dir: Path = tmp_path_factory.mktemp("sdk-executions") / "data"
-    srv = Server(data_dir).start()
-    key = siftline("keys", "create", "--data-dir", str(data_dir)).stdout.strip().splitlines()[-1]
+    srv, key = start_with_key(data_dir)
     with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         created = http.post(
             "/v1/collections",
@@ -120,7 +94,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
             },
         )
         assert created.status_code == 200, created.text
-        loaded = http.post("/v1/collections/notes/documents/batch", json={"documents": DOCS})
+        loaded = http.post("/v1/collections/notes/documents/batch", json={"documents": PETS})
         assert loaded.status_code == 200, loaded.text
     yield srv, key
     srv.stop()

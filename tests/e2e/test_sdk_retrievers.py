@@ -15,40 +15,11 @@ from mixpeek.models.adhoc_execute_request import AdhocExecuteRequest
 from mixpeek.models.create_retriever_request import CreateRetrieverRequest
 from mixpeek.models.execute_retriever_request import ExecuteRetrieverRequest
 
-from siftline.testing.server import Server, siftline
+from helpers import BM25, DENSE, PETS, PETS_TAIL_STAGES
+from siftline.testing.server import Server, start_with_key
 
 pytestmark = pytest.mark.slow
 
-DENSE = "mixpeek://text_extractor@v1/all_minilm_l6_v2"
-BM25 = "mixpeek://text_extractor@v1/bm25"
-DOCS = [
-    {"document_id": "cat", "text": "A cat sat on the mat by the window", "kind": "pet", "year": 2021},
-    {
-        "document_id": "kitten",
-        "text": "The kitten rested on the rug all afternoon",
-        "kind": "pet",
-        "year": 2019,
-    },
-    {"document_id": "dog", "text": "A dog chased the ball across the park", "kind": "pet", "year": 2023},
-    {
-        "document_id": "stocks",
-        "text": "Stock markets fell sharply on Monday",
-        "kind": "finance",
-        "year": 2022,
-    },
-    {
-        "document_id": "rates",
-        "text": "The central bank raised interest rates",
-        "kind": "finance",
-        "year": 2020,
-    },
-    {
-        "document_id": "cats-book",
-        "text": "A book about cats and their sleeping habits",
-        "kind": "book",
-        "year": 2018,
-    },
-]
 HYBRID_STAGES = [
     {
         "stage_name": "hybrid",
@@ -73,32 +44,14 @@ HYBRID_STAGES = [
             },
         },
     },
-    {
-        "stage_name": "pets",
-        "stage_type": "filter",
-        "config": {
-            "stage_id": "attribute_filter",
-            "parameters": {"field": "kind", "operator": "eq", "value": "pet"},
-        },
-    },
-    {
-        "stage_name": "newest",
-        "stage_type": "sort",
-        "config": {"stage_id": "sort_attribute", "parameters": {"field": "year", "direction": "desc"}},
-    },
-    {
-        "stage_name": "top2",
-        "stage_type": "reduce",
-        "config": {"stage_id": "limit", "parameters": {"limit": 2}},
-    },
+    *PETS_TAIL_STAGES,
 ]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
     data_dir: Path = tmp_path_factory.mktemp("sdk") / "data"
-    srv = Server(data_dir).start()
-    key = siftline("keys", "create", "--data-dir", str(data_dir)).stdout.strip().splitlines()[-1]
+    srv, key = start_with_key(data_dir)
     http = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
     created = http.post(
         "/v1/collections",
@@ -112,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
         },
     )
     assert created.status_code == 200, created.text
-    assert http.post("/v1/collections/notes/documents/batch", json={"documents": DOCS}).status_code == 200
+    assert http.post("/v1/collections/notes/documents/batch", json={"documents": PETS}).status_code == 200
     http.close()
     yield srv, key
     srv.stop()

@@ -79,8 +79,8 @@ class Executor:
             else:
                 collections.append(col)
         budget = merge_budgets(retriever.budget_limits, body.get("budget_limits"))
-        validate_inputs(retriever.input_schema, body.get("inputs"))
         if missing:
+            validate_inputs(retriever.input_schema, body.get("inputs"))  # bad input is still a 422 first
             error = f"{COLLECTION_MISSING} ({', '.join(missing)} was deleted)"
             return self._failed_early(namespace, retriever, body, error, budget)
         plan = retrievers.plan_of(retriever)

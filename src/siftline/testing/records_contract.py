@@ -7,12 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import pytest
-
 from siftline.ids import new_id
 from siftline.models import ExecutionRecord, Namespace
 from siftline.storage.base import Storage
-from siftline.testing import new_namespace
+from siftline.testing.namespaced import NamespacedContract
 
 T0 = datetime(2025, 3, 4, 10, 0, 0, 123_456, tzinfo=UTC)
 DOCS: list[dict[str, Any]] = [
@@ -56,33 +54,9 @@ def ids(records: list[ExecutionRecord]) -> list[str]:
     return [r.execution_id for r in records]
 
 
-# -- save and get ---------------------------------------------------------------------------------------
-
-
-# -- lists ----------------------------------------------------------------------------------------------
-
-
-# -- start-up and retention -----------------------------------------------------------------------------
-
-
-# -- namespace deletion and persistence -----------------------------------------------------------------
-
-
-class RecordStoreContract:
+class RecordStoreContract(NamespacedContract):
     """Every backend's RecordStore must pass these; a subclass provides ``open_storage`` (a callable
     returning a new Storage over one persistent location)."""
-
-    @pytest.fixture
-    def storage(self, open_storage: Callable[[], Storage]) -> Storage:
-        return open_storage()
-
-    @pytest.fixture
-    def ns(self, storage: Storage) -> Namespace:
-        return new_namespace(storage, "alpha")
-
-    @pytest.fixture
-    def other_ns(self, storage: Storage) -> Namespace:
-        return new_namespace(storage, "beta")
 
     def test_a_saved_record_is_read_back_with_its_detail_and_documents(
         self, storage: Storage, ns: Namespace

@@ -14,6 +14,7 @@ from siftline.ids import new_id
 from siftline.models import Namespace, Retriever, utcnow
 from siftline.storage.base import Storage
 from siftline.testing import new_namespace
+from siftline.testing.namespaced import NamespacedContract
 
 STAGES: tuple[dict[str, Any], ...] = (
     {
@@ -64,36 +65,9 @@ def make_retriever(
     return Retriever(**values)
 
 
-# -- create and get -------------------------------------------------------------------------------------
-
-
-# -- list -----------------------------------------------------------------------------------------------
-
-
-# -- update ---------------------------------------------------------------------------------------------
-
-
-# -- delete ---------------------------------------------------------------------------------------------
-
-
-# -- persistence ----------------------------------------------------------------------------------------
-
-
-class RetrieverStoreContract:
+class RetrieverStoreContract(NamespacedContract):
     """Every backend's RetrieverStore must pass these; a subclass provides ``open_storage`` (a callable
     returning a new Storage over one persistent location)."""
-
-    @pytest.fixture
-    def storage(self, open_storage: Callable[[], Storage]) -> Storage:
-        return open_storage()
-
-    @pytest.fixture
-    def ns(self, storage: Storage) -> Namespace:
-        return new_namespace(storage, "alpha")
-
-    @pytest.fixture
-    def other_ns(self, storage: Storage) -> Namespace:
-        return new_namespace(storage, "beta")
 
     def test_a_created_retriever_is_found_by_id_and_by_name(self, storage: Storage, ns: Namespace) -> None:
         retriever = make_retriever(ns, "hybrid")

@@ -82,3 +82,13 @@ class Server:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_with_key(data_dir: Path, port: int | None = None) -> tuple[Server, str]:
+    """A started server over ``data_dir`` and a fresh unlimited API key for it (made by the CLI)."""
+    server = Server(data_dir, port).start()
+    done = siftline("keys", "create", "--data-dir", str(data_dir))
+    if done.returncode != 0:
+        server.kill()
+        raise RuntimeError(f"siftline keys create failed: {done.stderr}")
+    return server, done.stdout.strip().splitlines()[-1]
