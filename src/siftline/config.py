@@ -59,6 +59,23 @@ class Settings(BaseSettings):
     retain_documents_days: float | None = Field(
         None, ge=0, description="Keep the returned documents of execution records for D days (0: none)."
     )
+    hnsw_threshold: int = Field(
+        20_000,
+        ge=1,
+        description="A vector feature with at least this many vectors is searched through an HNSW index; "
+        "below it, exactly (numpy).",
+    )
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW graph degree M (links per node).")
+    hnsw_ef_construction: int = Field(64, ge=8, le=1024, description="HNSW efConstruction (build effort).")
+    hnsw_ef_search: int = Field(
+        96, ge=8, le=4096, description="HNSW efSearch (candidate list size per query; at least top_k)."
+    )
+    exact_filter_max: float = Field(
+        0.02,
+        ge=0,
+        description="A filtered vector search whose filter passes at most this share of the vectors "
+        "(or 2,000 of them, whichever is larger) is done exactly over the passing ones.",
+    )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
 
     @field_validator("log_level")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import replace
 from typing import Any, cast
 
@@ -194,3 +195,25 @@ def describe_features(collection: Collection) -> list[dict[str, Any]]:
         }
         for f in collection.features
     ]
+
+
+def vector_indexes(storage: Storage, collection: Collection) -> list[dict[str, Any]]:
+    """The index status of each dense feature."""
+    return [
+        {"name": f.name, "feature_uri": f.uri, **storage.vector_index_status(collection, f)}
+        for f in collection.dense_features
+    ]
+
+
+def build_vector_indexes(storage: Storage, collection: Collection, *, wait: bool) -> list[dict[str, Any]]:
+    """Build every dense feature's index now (``wait``) or in a background thread."""
+
+    def build() -> None:
+        for feature in collection.dense_features:
+            storage.build_vector_index(collection, feature)
+
+    if wait:
+        build()
+    else:
+        threading.Thread(target=build, name="siftline-build", daemon=True).start()
+    return vector_indexes(storage, collection)

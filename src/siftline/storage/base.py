@@ -148,8 +148,19 @@ class SearchIndex(Protocol):
         query: np.ndarray,
         top_k: int,
         filter: Node | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> list[tuple[str, float]]:
-        """Higher score is better: cosine similarity, dot product, or negated euclidean distance."""
+        """Higher score is better: cosine similarity, dot product, or negated euclidean distance.
+
+        ``stats``, when given, is filled with what the search did: ``path`` (``exact`` | ``hnsw``),
+        ``ef_search``, ``candidates_examined``, ``pending_scanned``, ``filter_passes``.
+        """
+
+    def vector_index_status(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        """The state of a dense feature's index: path, vectors, indexed, pending, tombstones, building …"""
+
+    def build_vector_index(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        """Index every pending vector now and drop tombstones; the status after."""
 
     def text_search(
         self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None

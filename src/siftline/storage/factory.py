@@ -10,5 +10,16 @@ def open_storage(settings: Settings) -> Storage:
     from siftline.storage.sqlite.backend import SQLiteStorage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    storage = SQLiteStorage(settings.database_path, settings.vectors_dir, settings.sqlite_busy_timeout_ms)
+    from siftline.storage.sqlite.hnsw import HnswConfig
+
+    config = HnswConfig(
+        threshold=settings.hnsw_threshold,
+        m=settings.hnsw_m,
+        ef_construction=settings.hnsw_ef_construction,
+        ef_search=settings.hnsw_ef_search,
+        exact_filter_max=settings.exact_filter_max,
+    )
+    storage = SQLiteStorage(
+        settings.database_path, settings.vectors_dir, settings.sqlite_busy_timeout_ms, config
+    )
     return storage

@@ -32,9 +32,11 @@ def siftline(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        """``env`` is merged over ``os.environ`` for the server process (e.g. ``SIFTLINE_*`` settings)."""
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.env = dict(env or {})
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -52,6 +54,7 @@ class Server:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -84,10 +87,13 @@ class Server:
             self.proc.wait()
 
 
-def start_with_key(data_dir: Path, port: int | None = None) -> tuple[Server, str]:
-    """A started server over ``data_dir`` and a fresh unlimited API key for it (made by the CLI)."""
-    server = Server(data_dir, port).start()
-    done = siftline("keys", "create", "--data-dir", str(data_dir))
+def start_with_key(
+    data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> tuple[Server, str]:
+    """A started server over ``data_dir`` and a fresh unlimited API key for it (made by the CLI); ``env``
+    goes to both processes."""
+    server = Server(data_dir, port, env).start()
+    done = siftline("keys", "create", "--data-dir", str(data_dir), env=env)
     if done.returncode != 0:
         server.kill()
         raise RuntimeError(f"siftline keys create failed: {done.stderr}")

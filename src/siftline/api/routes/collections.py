@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from siftline.api.deps import CollectionDep, NamespaceDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
@@ -16,6 +17,7 @@ from siftline.api.schemas.resources import (
     CollectionUpdate,
     FeatureOut,
     FeaturesOut,
+    VectorIndexOut,
 )
 from siftline.models import Collection
 from siftline.service import collections
@@ -94,3 +96,30 @@ def delete_collection(svc: ServicesDep, col: CollectionDep) -> DeleteResponse:
 @router.get("/{collection_identifier}/features", summary="The collection's feature URIs")
 def list_features(col: CollectionDep) -> FeaturesOut:
     return FeaturesOut(features=[FeatureOut(**f) for f in collections.describe_features(col)])
+
+
+class VectorIndexBuild(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    wait: bool = Field(True, description="Answer once the build is done (false: build in the background).")
+
+
+@router.get(
+    "/{collection_identifier}/vector-index",
+    summary="The vector index of each dense feature: exact or HNSW, vectors indexed, pending, tombstones",
+)
+def vector_index_status(svc: ServicesDep, col: CollectionDep) -> VectorIndexOut:
+    return VectorIndexOut(
+        collection_id=col.collection_id, features=collections.vector_indexes(svc.storage, col)
+    )
+
+
+@router.post(
+    "/{collection_identifier}/vector-index/build",
+    summary="Index every pending vector now and drop tombstones (a full rebuild into one HNSW segment)",
+)
+def build_vector_index(
+    svc: ServicesDep, col: CollectionDep, body: VectorIndexBuild | None = None
+) -> VectorIndexOut:
+    wait = body.wait if body is not None else True
+    features = collections.build_vector_indexes(svc.storage, col, wait=wait)
+    return VectorIndexOut(collection_id=col.collection_id, features=features)

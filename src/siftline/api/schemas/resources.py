@@ -149,6 +149,27 @@ class FeaturesOut(BaseModel):
     features: list[FeatureOut]
 
 
+class VectorIndexFeature(BaseModel):
+    name: str
+    feature_uri: str
+    path: Literal["exact", "hnsw"] = Field(description="How an unfiltered search runs now.")
+    vectors: int = Field(description="Live vectors.")
+    indexed: int = Field(description="Live vectors inside HNSW segments.")
+    pending: int = Field(description="Live vectors written but not yet in a segment (scanned exactly).")
+    tombstones: int = Field(description="Deleted or replaced vectors still inside segments.")
+    segments: int
+    building: bool
+    m: int
+    ef_construction: int
+    ef_search: int
+    threshold: int = Field(description="Live vectors from which searches go through HNSW.")
+
+
+class VectorIndexOut(BaseModel):
+    collection_id: str
+    features: list[VectorIndexFeature]
+
+
 class SortIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

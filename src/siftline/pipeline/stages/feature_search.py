@@ -274,6 +274,8 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         kind = pairs[0][1].kind
         info["kind"] = kind
         info["path"] = "bm25" if kind == "bm25" else "exact"
+        if kind != "bm25":
+            info.update({"ef_search": None, "candidates_examined": 0})
         text = search.query.text_value()
         if search.query.input_mode == "text" and not (text and text.strip()):
             if search.on_empty == "skip":
@@ -291,7 +293,9 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 found = ctx.storage.text_search(collection, feature, text or "", search.top_k, filt)
             else:
                 vector = self._query_vector(ctx, collection, feature, search, index)
-                found = ctx.storage.vector_search(collection, feature, vector, search.top_k, filt)
+                stats: dict[str, Any] = {}
+                found = ctx.storage.vector_search(collection, feature, vector, search.top_k, filt, stats)
+                _merge_stats(info, stats)
             hits += [((collection.collection_id, doc_id), score) for doc_id, score in found]
         hits.sort(key=lambda h: (-h[1], h[0][1], h[0][0]))
         below = 0
@@ -414,6 +418,16 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: facet.limit]
             results.append({"key": facet.key, "values": [{"value": v, "count": n} for v, n in ordered]})
         return results
+
+
+def _merge_stats(info: dict[str, Any], stats: dict[str, Any]) -> None:
+    """One search's report over several collections: hnsw if any used it, counts added up."""
+    if stats.get("path") == "hnsw":
+        info["path"], info["ef_search"] = "hnsw", stats.get("ef_search")
+    for key in ("candidates_examined", "pending_scanned"):
+        info[key] = info.get(key, 0) + int(stats.get(key, 0))
+    if "filter_passes" in stats:
+        info["filter_passes"] = info.get("filter_passes", 0) + int(stats["filter_passes"])
 
 
 def _limit(name: str, requested: int, ceiling: int, stage: str) -> dict[str, Any]:

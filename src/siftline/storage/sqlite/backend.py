@@ -8,10 +8,12 @@ from typing import Any
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.hnsw import HnswConfig
+from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.records import RecordsMixin
 from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
-from siftline.storage.sqlite.vectors import ExactIndex
+from siftline.storage.sqlite.vectors import VectorIndex
 
 
 class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin):
@@ -19,13 +21,22 @@ class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, 
 
     name = "sqlite"
 
-    def __init__(self, database_path: Path, vectors_dir: Path, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self,
+        database_path: Path,
+        vectors_dir: Path,
+        busy_timeout_ms: int = 30_000,
+        index_config: HnswConfig | None = None,
+    ) -> None:
         self.db = Database(database_path, busy_timeout_ms)
         self.vectors_dir = vectors_dir
-        self._indexes: dict[int, ExactIndex] = {}
+        self._indexes: dict[int, VectorIndex] = {}
+        self._index_config = index_config or HnswConfig()
+        self._indexer = Indexer(lambda: list(self._indexes.values()))
         self._feature_seqs: dict[tuple[str, str, str], int] = {}
 
     def close(self) -> None:
+        self._indexer.close()
         self.save_snapshots()
         self.db.close()
 

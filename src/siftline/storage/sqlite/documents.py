@@ -10,7 +10,6 @@ document's rowid, so statistics never mix collections. Every write bumps the col
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import sqlite3
@@ -23,9 +22,11 @@ import numpy as np
 from siftline.errors import AlreadyExistsError, BadRequestError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.pipeline.filters import Node
+from siftline.storage.sqlite import snapshots
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.filter_sql import compile_filter, json_path
-from siftline.storage.sqlite.vectors import ExactIndex, prepare
+from siftline.storage.sqlite.indexer import Indexer
+from siftline.storage.sqlite.vectors import VectorIndex, prepare
 
 _CHUNK = 500
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -71,9 +72,10 @@ def decode_cursor(cursor: str, key: str) -> int:
 class DocumentsMixin:
     db: Database
     vectors_dir: Path
-    _indexes: dict[int, ExactIndex]
+    _indexes: dict[int, VectorIndex]
+    _indexer: Indexer
     _feature_seqs: dict[tuple[str, str, str], int]
-    _snapshot_path: Callable[[int], Path]  # from the search half
+    _index: Callable[[Collection, Feature], VectorIndex | None]  # from the search half
 
     # -- feature tables -----------------------------------------------------------------------
 
@@ -105,8 +107,7 @@ class DocumentsMixin:
             else:
                 conn.execute("DELETE FROM vectors WHERE feature_seq = ?", (seq,))
                 self._indexes.pop(seq, None)
-                with contextlib.suppress(OSError):
-                    self._snapshot_path(seq).unlink()
+                snapshots.discard(self.vectors_dir, seq)
             self._feature_seqs.pop((collection_id, name, kind), None)
         conn.execute("DELETE FROM features WHERE collection_id = ?", (collection_id,))
         conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
@@ -120,6 +121,10 @@ class DocumentsMixin:
             return
         cid = collection.collection_id
         with self.db.write_lock:
+            for (
+                feature
+            ) in collection.dense_features:  # loaded and current before the write, kept in step after
+                self._index(collection, feature)
             with self.db.write() as conn:
                 existing = self._rowids(conn, cid, [w.document_id for w in writes])
                 if existing and not replace:
@@ -162,6 +167,7 @@ class DocumentsMixin:
                     index.remove(sorted(gone))
                     index.upsert(have_rowids, have_ids, vectors)
                     index.version = version
+            self._indexer.poke()
 
     def _write_vectors(
         self,
@@ -254,6 +260,7 @@ class DocumentsMixin:
                 if index is not None and index.version == version - 1:
                     index.remove(rowids)
                     index.version = version
+            self._indexer.poke()
         return len(rowids)
 
     # -- reads --------------------------------------------------------------------------------

@@ -5,29 +5,32 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from siftline.errors import BadRequestError
 from siftline.models import Collection, Feature
 from siftline.pipeline.filters import Node
+from siftline.storage.sqlite import snapshots
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import fts_query
 from siftline.storage.sqlite.filter_sql import compile_filter
-from siftline.storage.sqlite.vectors import ExactIndex
+from siftline.storage.sqlite.hnsw import HnswConfig
+from siftline.storage.sqlite.indexer import Indexer
+from siftline.storage.sqlite.vectors import SearchStats, VectorIndex
 
 
 class SearchMixin:
     db: Database
     vectors_dir: Path
-    _indexes: dict[int, ExactIndex]
+    _indexes: dict[int, VectorIndex]
+    _index_config: HnswConfig
+    _indexer: Indexer
 
     _feature_seq_read: Callable[[sqlite3.Connection, str, Feature], int]  # from the documents half
 
-    def _snapshot_path(self, seq: int) -> Path:
-        return self.vectors_dir / f"feature-{seq}.npz"
-
-    def _index(self, collection: Collection, feature: Feature) -> ExactIndex | None:
+    def _index(self, collection: Collection, feature: Feature) -> VectorIndex | None:
         """The in-memory index of a dense feature, (re)loaded when the database moved past it."""
         with self.db.read() as conn:
             seq = self._feature_seq_read(conn, collection.collection_id, feature)
@@ -36,7 +39,7 @@ class SearchMixin:
         index = self._indexes.get(seq)
         if index is None:
             index = self._indexes.setdefault(
-                seq, ExactIndex(feature.dimension or 0, feature.metric or "cosine")
+                seq, VectorIndex(feature.dimension or 0, feature.metric or "cosine", self._index_config)
             )
         if index.version >= collection.write_version:
             return index
@@ -44,44 +47,65 @@ class SearchMixin:
             if index.version >= collection.write_version:
                 return index
             self._load_index(index, seq, collection.collection_id)
+        self._indexer.poke()
         return index
 
-    def _load_index(self, index: ExactIndex, seq: int, collection_id: str) -> None:
+    def _load_index(self, index: VectorIndex, seq: int, collection_id: str) -> None:
+        """From the snapshot when it is current, else from the ``vectors`` table (read in chunks)."""
         with self.db.read() as conn:
-            version = conn.execute(
+            row = conn.execute(
                 "SELECT write_version FROM collections WHERE collection_id = ?", (collection_id,)
             ).fetchone()
-            version = int(version[0]) if version else 0
-            snapshot = index.read_snapshot(self._snapshot_path(seq))
-            if snapshot is not None and snapshot[3] == version:
-                rowids, doc_ids, matrix, _ = snapshot
-                index.load(rowids, doc_ids, matrix, version)
+            version = int(row[0]) if row else 0
+            if snapshots.load(index, self.vectors_dir, seq, version):
                 return
-            rows = conn.execute(
+            count = conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = ?", (seq,)).fetchone()[0]
+            matrix = np.empty((count, index.dimension), dtype=np.float32)
+            rowids = np.empty(count, dtype=np.int64)
+            doc_ids: list[str] = []
+            cursor = conn.execute(
                 "SELECT v.doc_rowid, d.document_id, v.vec FROM vectors v JOIN documents d ON d.rowid = v.doc_rowid "
                 "WHERE v.feature_seq = ? ORDER BY v.doc_rowid",
                 (seq,),
-            ).fetchall()
-        matrix = (
-            np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), index.dimension)
-            if rows
-            else np.zeros((0, index.dimension), dtype=np.float32)
-        )
-        index.load(
-            np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows], matrix.copy(), version
-        )
+            )
+            n = 0
+            while rows := cursor.fetchmany(20_000):
+                m = len(rows)
+                matrix[n : n + m] = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
+                    m, index.dimension
+                )
+                rowids[n : n + m] = [r[0] for r in rows]
+                doc_ids.extend(r[1] for r in rows)
+                n += m
+        index.load(rowids[:n], doc_ids, matrix[:n], version)
         index.dirty = True
+
+    def vector_index_status(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        index = self._index(collection, feature)
+        if index is None:
+            return VectorIndex(
+                feature.dimension or 0, feature.metric or "cosine", self._index_config
+            ).status()
+        return index.status()
+
+    def build_vector_index(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        """Index every pending vector now and drop tombstones (one segment); the status after."""
+        index = self._index(collection, feature)
+        if index is not None:
+            self._indexer.build(index, force=True)
+            return index.status()
+        return self.vector_index_status(collection, feature)
 
     def _allowed_rowids(self, collection: Collection, filter: Node | None) -> np.ndarray | None:
         if filter is None:
             return None
         where, params = compile_filter(filter, "d")
         with self.db.read() as conn:
-            rows = conn.execute(
+            cursor = conn.execute(
                 f"SELECT d.rowid FROM documents d WHERE d.collection_id = ? AND ({where})",
                 [collection.collection_id, *params],
-            ).fetchall()
-        return np.array([r[0] for r in rows], dtype=np.int64)
+            )
+            return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
     def vector_search(
         self,
@@ -90,6 +114,7 @@ class SearchMixin:
         query: np.ndarray,
         top_k: int,
         filter: Node | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> list[tuple[str, float]]:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if feature.dimension is not None and query.shape[0] != feature.dimension:
@@ -100,7 +125,11 @@ class SearchMixin:
         index = self._index(collection, feature)
         if index is None:
             return []
-        return index.search(query, top_k, self._allowed_rowids(collection, filter))
+        report = SearchStats()
+        found = index.search(query, top_k, self._allowed_rowids(collection, filter), report)
+        if stats is not None:
+            stats.update(report.as_dict())
+        return found
 
     def text_search(
         self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None
@@ -124,4 +153,4 @@ class SearchMixin:
     def save_snapshots(self) -> None:
         for seq, index in list(self._indexes.items()):
             if index.dirty and index.version >= 0:
-                index.save(self._snapshot_path(seq))
+                snapshots.save(index, self.vectors_dir, seq)

@@ -1,25 +1,37 @@
-"""Exact (brute-force) vector index held in memory, one per dense feature.
+"""The in-memory vector index of one dense feature: exact below a threshold, HNSW segments above it.
 
-SQLite's ``vectors`` table is the source of truth; the in-memory matrix is built from it on first
-use and kept in step by every write of this process. It carries the collection's
-``write_version``: when another process (``siftline load``) wrote meanwhile, the version in the
-database moves ahead and the index reloads. On close the matrix is snapshotted to
-``vectors/<feature_seq>.npz`` beside the database and reused at the next start when its version
-still matches.
+SQLite's ``vectors`` table is the source of truth; this index is built from it on first use and kept
+in step by every write of this process. It carries the collection's ``write_version``: when another
+process (``siftline load``) wrote meanwhile, the version in the database moves ahead and the index
+reloads.
+
+Layout: every vector written gets a *slot* (a row of ``_matrix``); slots never move while the
+process runs. A replaced or deleted vector's slot becomes a tombstone (``_live`` false). Slots from
+``_indexed`` on are the *pending tail*: acknowledged (durable in SQLite) but not yet in an HNSW
+segment; searches scan that tail exactly, so a write is searchable the moment it is acknowledged.
+The background builder (:mod:`siftline.storage.sqlite.indexer`) turns the tail into segments, and
+rebuilds everything into one segment when segments pile up or tombstones pass a quarter of them.
+
+A search with fewer live vectors than ``threshold`` is exact (one matrix product). A filtered search
+whose filter passes few vectors is exact over the passing ones; otherwise each segment is searched
+with a bitmap of the passing, live labels (faiss filters inside the graph walk).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import threading
+import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from siftline.models import Metric
+from siftline.storage.sqlite.hnsw import HnswConfig, Segment
+
+MAX_SEGMENTS = 4
+REBUILD_TOMBSTONES = 0.25  # share of a segment's labels that are dead before a rebuild drops them
 
 
 def prepare(vectors: np.ndarray, metric: Metric) -> np.ndarray:
@@ -31,150 +43,319 @@ def prepare(vectors: np.ndarray, metric: Metric) -> np.ndarray:
     return vectors
 
 
-class ExactIndex:
-    """Rows of float32 vectors keyed by document rowid; search is one matrix product."""
+@dataclass
+class SearchStats:
+    """What one vector search did (reported in the feature_search stage's metadata)."""
 
-    def __init__(self, dimension: int, metric: Metric) -> None:
+    path: str = "exact"
+    ef_search: int | None = None
+    candidates_examined: int = 0
+    pending_scanned: int = 0
+    segments: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {
+            "path": self.path,
+            "ef_search": self.ef_search,
+            "candidates_examined": self.candidates_examined,
+            "pending_scanned": self.pending_scanned,
+            "segments": self.segments,
+        }
+        return {**out, **self.extra}
+
+
+@dataclass
+class BuildPlan:
+    """Slots to put into one new segment, and whether it replaces every existing segment."""
+
+    slots: np.ndarray
+    replace_all: bool
+    upto: int
+
+
+class VectorIndex:
+    """Rows of float32 vectors keyed by document rowid, searched exactly or through HNSW segments."""
+
+    def __init__(self, dimension: int, metric: Metric, config: HnswConfig | None = None) -> None:
         self.dimension = dimension
         self.metric = metric
+        self.config = config or HnswConfig()
         self.version = -1
-        self._matrix = np.zeros((0, dimension), dtype=np.float32)
-        self._rowids = np.zeros(0, dtype=np.int64)
-        self._doc_ids: list[str] = []
-        self._pos: dict[int, int] = {}
-        self._size = 0
         self.lock = threading.RLock()
         self.dirty = False
+        self.building = False
+        self.last_write = 0.0
+        self._matrix = np.zeros((0, dimension), dtype=np.float32)
+        self._slot_rowid = np.zeros(0, dtype=np.int64)
+        self._live = np.zeros(0, dtype=bool)
+        self._doc_ids: list[str] = []
+        self._rowid_slot: dict[int, int] = {}
+        self._size = 0  # slots used
+        self._indexed = 0  # slots below this are in a segment (or dead)
+        self._segments: list[Segment] = []
+        self._masks: dict[int, np.ndarray] = {}  # per segment: its live labels (cached between writes)
 
     def __len__(self) -> int:
-        return self._size
+        return len(self._rowid_slot)
+
+    # -- loading and writing ----------------------------------------------------------------------
 
     def load(self, rowids: np.ndarray, doc_ids: list[str], matrix: np.ndarray, version: int) -> None:
+        """Replace the contents (every vector pending; the builder indexes them)."""
         with self.lock:
-            self._matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1, self.dimension)
-            self._rowids = np.asarray(rowids, dtype=np.int64)
+            n = len(doc_ids)
+            self._matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(n, self.dimension)
+            self._slot_rowid = np.asarray(rowids, dtype=np.int64).copy()
+            self._live = np.ones(n, dtype=bool)
             self._doc_ids = list(doc_ids)
-            self._size = len(self._doc_ids)
-            self._pos = {int(r): i for i, r in enumerate(self._rowids[: self._size])}
+            self._rowid_slot = {int(r): i for i, r in enumerate(self._slot_rowid.tolist())}
+            self._size, self._indexed = n, 0
+            self._segments, self._masks = [], {}
             self.version = version
+            self.last_write = time.monotonic()
 
     def _grow(self, needed: int) -> None:
         capacity = self._matrix.shape[0]
         if needed <= capacity:
             return
-        new_cap = max(needed, capacity * 2, 1024)
-        matrix = np.zeros((new_cap, self.dimension), dtype=np.float32)
+        new_cap = max(needed, capacity + capacity // 2, 1024)
+        matrix = np.empty((new_cap, self.dimension), dtype=np.float32)
         matrix[: self._size] = self._matrix[: self._size]
         rowids = np.zeros(new_cap, dtype=np.int64)
-        rowids[: self._size] = self._rowids[: self._size]
-        self._matrix, self._rowids = matrix, rowids
+        rowids[: self._size] = self._slot_rowid[: self._size]
+        live = np.zeros(new_cap, dtype=bool)
+        live[: self._size] = self._live[: self._size]
+        self._matrix, self._slot_rowid, self._live = matrix, rowids, live
 
     def upsert(self, rowids: Sequence[int], doc_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Add or replace vectors (already :func:`prepare`-d); a replaced vector's old slot dies."""
         with self.lock:
-            self._grow(self._size + len(rowids))
-            for rowid, doc_id, vec in zip(rowids, doc_ids, vectors, strict=True):
-                pos = self._pos.get(rowid)
-                if pos is None:
-                    pos = self._size
-                    self._size += 1
-                    self._pos[rowid] = pos
-                    self._doc_ids.append(doc_id)
-                    self._rowids[pos] = rowid
-                self._matrix[pos] = vec
+            self.remove(rowids)
+            n = len(rowids)
+            self._grow(self._size + n)
+            start = self._size
+            self._matrix[start : start + n] = vectors
+            self._slot_rowid[start : start + n] = rowids
+            self._live[start : start + n] = True
+            self._doc_ids.extend(doc_ids)
+            for i, rowid in enumerate(rowids):
+                self._rowid_slot[int(rowid)] = start + i
+            self._size += n
             self.dirty = True
+            self.last_write = time.monotonic()
 
     def remove(self, rowids: Sequence[int]) -> None:
         with self.lock:
-            for rowid in rowids:
-                pos = self._pos.pop(int(rowid), None)
-                if pos is None:
-                    continue
-                last = self._size - 1
-                if pos != last:  # move the last row into the hole
-                    moved = int(self._rowids[last])
-                    self._matrix[pos] = self._matrix[last]
-                    self._rowids[pos] = moved
-                    self._doc_ids[pos] = self._doc_ids[last]
-                    self._pos[moved] = pos
-                self._doc_ids.pop()
-                self._size = last
-            self.dirty = True
+            dead = [s for r in rowids if (s := self._rowid_slot.pop(int(r), None)) is not None]
+            if dead:
+                self._live[dead] = False
+                self._masks.clear()
+                self.dirty = True
+                self.last_write = time.monotonic()
+
+    # -- searching --------------------------------------------------------------------------------
 
     def search(
-        self, query: np.ndarray, top_k: int, allowed_rowids: np.ndarray | None = None
+        self,
+        query: np.ndarray,
+        top_k: int,
+        allowed_rowids: np.ndarray | None = None,
+        stats: SearchStats | None = None,
     ) -> list[tuple[str, float]]:
         """Best ``top_k`` (document_id, score); ``allowed_rowids`` restricts the candidates."""
+        stats = stats if stats is not None else SearchStats()
         query = prepare(query.reshape(1, -1), self.metric)[0]
         with self.lock:
-            n = self._size
-            if n == 0 or top_k <= 0:
+            live = len(self._rowid_slot)
+            if live == 0 or top_k <= 0:
                 return []
-            matrix = self._matrix[:n]
+            allowed = None
             if allowed_rowids is not None:
-                positions = np.fromiter(
-                    (p for r in allowed_rowids.tolist() if (p := self._pos.get(r)) is not None),
-                    dtype=np.int64,
-                )
-                if positions.size == 0:
+                allowed = self._slots_of(allowed_rowids)
+                stats.extra["filter_passes"] = int(allowed.size)
+                if allowed.size == 0:
                     return []
-                scores = self._score(matrix[positions], query)
-            else:
-                positions = None
-                scores = self._score(matrix, query)
-            k = min(top_k, scores.shape[0])
-            best = np.argpartition(-scores, k - 1)[:k]
-            best = best[np.argsort(-scores[best], kind="stable")]
-            rows = positions[best] if positions is not None else best
-            return [(self._doc_ids[int(r)], float(scores[b])) for r, b in zip(rows, best, strict=True)]
+            use_hnsw = live >= self.config.threshold and bool(self._segments)
+            if allowed is not None and allowed.size <= self.config.exact_filter_limit(live):
+                use_hnsw = False
+            if not use_hnsw:
+                slots = allowed if allowed is not None else None
+                found = self._exact(query, top_k, slots, 0)
+                stats.candidates_examined = int(allowed.size if allowed is not None else self._size)
+                return self._named(found, top_k)
+            return self._named(self._hnsw(query, top_k, allowed, stats), top_k)
 
-    def _score(self, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    def _slots_of(self, rowids: np.ndarray) -> np.ndarray:
+        get = self._rowid_slot.get
+        return np.fromiter((s for r in rowids.tolist() if (s := get(r)) is not None), dtype=np.int64)
+
+    def _scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         if self.metric == "euclidean":
-            diff = matrix - query
+            diff = rows - query
             return -np.sqrt(np.einsum("ij,ij->i", diff, diff))
-        return matrix @ query
+        return rows @ query
 
-    # -- snapshots beside the database --------------------------------------------------------
+    def _exact(
+        self, query: np.ndarray, top_k: int, slots: np.ndarray | None, start: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(slots, scores) of the best live ``top_k`` among ``slots`` (or every slot from ``start``)."""
+        if slots is None:
+            scores = self._scores(self._matrix[start : self._size], query)
+            live = self._live[start : self._size]
+            if not live.all():
+                scores = np.where(live, scores, -np.inf)
+            candidates = np.arange(start, self._size)
+        else:
+            scores = self._scores(self._matrix[slots], query)
+            candidates = slots
+        k = min(top_k, scores.shape[0])
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        best = np.argpartition(-scores, k - 1)[:k]
+        best = best[np.isfinite(scores[best])]
+        return candidates[best], scores[best]
 
-    def save(self, path: Path) -> None:
+    def _hnsw(
+        self, query: np.ndarray, top_k: int, allowed: np.ndarray | None, stats: SearchStats
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ef = self.config.ef_search
+        passing = None
+        if allowed is not None:
+            passing = np.zeros(self._size, dtype=bool)
+            passing[allowed] = True
+            share = allowed.size / max(1, len(self._rowid_slot))
+            ef = int(min(4096, ef / max(share, 0.05) ** 0.5))  # sparser filters need a wider walk
+        stats.path, stats.ef_search, stats.segments = "hnsw", max(ef, top_k), len(self._segments)
+        found_slots, found_scores = [], []
+        for i, segment in enumerate(self._segments):
+            mask = self._segment_mask(i, segment)
+            if passing is not None:
+                mask = passing[segment.slots] if mask is None else mask & passing[segment.slots]
+            slots, scores, examined = segment.search(query, top_k, ef, mask)
+            stats.candidates_examined += examined
+            found_slots.append(slots)
+            found_scores.append(scores)
+        tail = self._size - self._indexed
+        if tail > 0:
+            tail_slots = (
+                None if allowed is None else allowed[allowed >= self._indexed]
+            )  # the pending tail, scanned exactly
+            slots, scores = self._exact(query, top_k, tail_slots, self._indexed)
+            stats.pending_scanned = int(tail if tail_slots is None else tail_slots.size)
+            stats.candidates_examined += stats.pending_scanned
+            found_slots.append(slots)
+            found_scores.append(scores)
+        return np.concatenate(found_slots), np.concatenate(found_scores)
+
+    def _alive(self, segment: Segment) -> np.ndarray:
+        """Per label of ``segment``: is its slot live (labels of a snapshot's dead slots are -1)."""
+        slots = segment.slots
+        return self._live[np.maximum(slots, 0)] & (slots >= 0)
+
+    def _segment_mask(self, i: int, segment: Segment) -> np.ndarray | None:
+        """The live labels of segment ``i`` (None when all are live)."""
+        mask = self._masks.get(i)
+        if mask is None:
+            mask = self._masks[i] = self._alive(segment)
+        return None if mask.all() else mask
+
+    def _named(self, found: tuple[np.ndarray, np.ndarray], top_k: int) -> list[tuple[str, float]]:
+        slots, scores = found
+        hits = [(self._doc_ids[int(s)], float(v)) for s, v in zip(slots, scores, strict=True)]
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        return hits[:top_k]
+
+    # -- building -----------------------------------------------------------------------------------
+
+    def tombstones(self) -> int:
+        """Dead labels still inside segments."""
+        return sum(int(len(s) - self._alive(s).sum()) for s in self._segments)
+
+    def needs_build(self, *, force: bool = False, idle_s: float = 1.0, max_wait_s: float = 30.0) -> bool:
         with self.lock:
-            tmp = path.with_suffix(".tmp.npz")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    matrix=self._matrix[: self._size],
-                    rowids=self._rowids[: self._size],
-                    doc_ids=np.array(json.dumps(self._doc_ids)),
-                    version=np.array(self.version),
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            self.dirty = False
+            live = len(self._rowid_slot)
+            if live < self.config.threshold and not force:
+                return False
+            pending = int(self._live[self._indexed : self._size].sum())
+            in_segments = sum(len(s) for s in self._segments)
+            too_dead = in_segments and self.tombstones() > REBUILD_TOMBSTONES * in_segments
+            if force:
+                return pending > 0 or self.tombstones() > 0 or (not self._segments and live > 0)
+            if not pending and not too_dead:
+                return False
+            quiet = time.monotonic() - self.last_write
+            return quiet >= idle_s or quiet >= max_wait_s or bool(too_dead)
 
-    def read_snapshot(self, path: Path) -> tuple[np.ndarray, list[str], np.ndarray, int] | None:
-        """(rowids, doc_ids, matrix, version) from a snapshot that fits this index, else None.
-
-        A snapshot is only a cache of the ``vectors`` table: anything unreadable (truncated, empty,
-        not a zip) or not fitting (other dimension, counts that disagree) is deleted and ignored.
-        """
-        if not path.exists():
-            return None
-        try:
-            with np.load(path) as data:
-                rowids, matrix = data["rowids"], data["matrix"]
-                doc_ids = json.loads(str(data["doc_ids"]))
-                version = int(data["version"])
-            fits = (
-                matrix.ndim == 2
-                and matrix.shape == (len(rowids), self.dimension)
-                and len(doc_ids) == len(rowids)
-                and rowids.dtype.kind == "i"
+    def plan_build(self, *, force: bool = False) -> BuildPlan | None:
+        """What the next build does; vectors are copied so the build runs off the lock."""
+        with self.lock:
+            pending = np.arange(self._indexed, self._size)[self._live[self._indexed : self._size]]
+            in_segments = sum(len(s) for s in self._segments)
+            dead = self.tombstones()
+            replace_all = (
+                force
+                or len(self._segments) >= MAX_SEGMENTS
+                or dead > REBUILD_TOMBSTONES * max(1, in_segments)
+                or pending.size >= in_segments // 2
             )
-            if fits:
-                return rowids, doc_ids, matrix, version
-        except Exception:
-            pass
-        with contextlib.suppress(OSError):
-            path.unlink()
-        return None
+            slots = np.flatnonzero(self._live[: self._size]) if replace_all else pending
+            if slots.size == 0 and not replace_all:
+                return None
+            return BuildPlan(slots, replace_all, self._size)
+
+    def rows(self, slots: np.ndarray) -> np.ndarray:
+        """A copy of the vectors of ``slots`` (the builder reads its input a chunk at a time)."""
+        with self.lock:
+            return self._matrix[slots]
+
+    def install(self, plan: BuildPlan, segment: Segment | None) -> None:
+        """Put a built segment in place; slots that died meanwhile stay tombstones inside it."""
+        with self.lock:
+            keep = [] if plan.replace_all else self._segments
+            self._segments = [*keep, segment] if segment is not None and len(segment) else keep
+            self._indexed = plan.upto
+            self._masks = {}
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            live = len(self._rowid_slot)
+            pending = int(self._live[self._indexed : self._size].sum())
+            return {
+                "path": "hnsw" if live >= self.config.threshold and self._segments else "exact",
+                "vectors": live,
+                "indexed": live - pending,
+                "pending": pending,
+                "tombstones": self.tombstones(),
+                "segments": len(self._segments),
+                "building": self.building,
+                "m": self.config.m,
+                "ef_construction": self.config.ef_construction,
+                "ef_search": self.config.ef_search,
+                "threshold": self.config.threshold,
+            }
+
+    # -- snapshot -----------------------------------------------------------------------------------
+
+    def live_contents(self) -> tuple[np.ndarray, list[str], np.ndarray, list[tuple[Segment, np.ndarray]]]:
+        """(rowids, doc_ids, matrix, segments with their labels renumbered) of the live slots, compacted.
+
+        Used to snapshot: slots are renumbered densely, and each segment's slots are mapped into the new
+        numbering (dead ones to -1, which a loaded segment keeps as tombstones).
+        """
+        with self.lock:
+            live = np.flatnonzero(self._live[: self._size])
+            renumber = np.full(self._size, -1, dtype=np.int64)
+            renumber[live] = np.arange(live.size)
+            segs = [(s, renumber[s.slots]) for s in self._segments]
+            if live.size == self._size:  # nothing dead: views, no copy of the matrix
+                return self._slot_rowid[: self._size], self._doc_ids, self._matrix[: self._size], segs
+            doc_ids = [self._doc_ids[i] for i in live.tolist()]
+            return self._slot_rowid[live], doc_ids, self._matrix[live], segs
+
+    def adopt(self, segments: list[Segment], indexed: int) -> None:
+        """After :meth:`load`: segments read from a snapshot, covering slots below ``indexed``."""
+        with self.lock:
+            self._segments = segments
+            self._indexed = indexed
+            self._masks = {}
