@@ -175,10 +175,20 @@ def _variables(context: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _plain_list(value: list[Any]) -> bool:
+    """A list of numbers (a query vector): nothing in it can be a template."""
+    return set(map(type, value)) <= _SCALARS
+
+
 def _render(value: Any, variables: dict[str, Any], loc: tuple[str | int, ...]) -> Any:
     if isinstance(value, dict):
         return {key: _render(item, variables, (*loc, key)) for key, item in value.items()}
     if isinstance(value, list):
+        if _plain_list(value):
+            return value
         return [_render(item, variables, (*loc, i)) for i, item in enumerate(value)]
     if is_template(value):
         return _evaluate(value, variables, loc)
@@ -256,6 +266,8 @@ def _templates(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str, tu
         for key, item in value.items():
             yield from _templates(item, (*loc, key))
     elif isinstance(value, list):
+        if _plain_list(value):
+            return
         for i, item in enumerate(value):
             yield from _templates(item, (*loc, i))
     elif is_template(value):

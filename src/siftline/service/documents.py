@@ -8,14 +8,17 @@ ignored on input, so a document read can be written back unchanged.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
+import orjson
 
 from siftline.errors import BadRequestError, NotFoundError, ValidationError
 from siftline.ids import new_id
@@ -58,23 +61,89 @@ def _vector(collection: Collection, key: str, value: Any, loc: list[str | int]) 
         raise ValidationError.at(
             [*loc, key], f"the collection has no vector feature '{key}' (its vectors: {names})"
         )
-    if not isinstance(value, list) or not all(
-        isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and abs(x) <= FLOAT32_MAX
-        for x in value
-    ):
-        raise ValidationError.at(
-            [*loc, key], "a vector is a list of finite numbers within float32 range (|x| ≤ 3.4e38)"
-        )
-    if len(value) != feature.dimension:
+    vector = _decode_vector(value)
+    if vector is None:
         raise ValidationError.at(
             [*loc, key],
-            f"vector '{feature.name}' has {len(value)} dimensions; the collection declares {feature.dimension}",
+            "a vector is a list of finite numbers within float32 range (|x| ≤ 3.4e38), or a base64 string "
+            "of little-endian float32 bytes",
         )
-    return feature, np.asarray(value, dtype=np.float32)
+    if vector.shape[0] != feature.dimension:
+        raise ValidationError.at(
+            [*loc, key],
+            f"vector '{feature.name}' has {vector.shape[0]} dimensions; the collection declares "
+            f"{feature.dimension}",
+        )
+    return feature, vector
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    """SHA-256 of the user fields as canonical JSON (keys sorted), so field order does not matter."""
+    try:
+        canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers past 64 bits
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _decode_vector(value: Any) -> np.ndarray | None:
+    """A float32 vector from a list of numbers or a base64 float32 string; None when it is not one."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not raw or len(raw) % 4:
+            return None
+        vector = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    elif isinstance(value, list) and value and set(map(type, value)) <= _NUMBER_TYPES:
+        try:
+            wide = np.asarray(value, dtype=np.float64)
+        except OverflowError:  # an integer too large for a double
+            return None
+        if not np.all(np.abs(wide) <= FLOAT32_MAX):  # also false for NaN and ±inf
+            return None
+        vector = wide.astype(np.float32)
+    else:
+        return None
+    return vector if np.isfinite(vector).all() else None
+
+
+def _predecode(collection: Collection, docs: list[Any]) -> dict[str, np.ndarray]:
+    """Base64 vectors of a whole batch decoded in one call per vector name (the bulk-load fast path).
+
+    Applies to a name when every document sends it as an unpadded base64 string of the feature's exact
+    size; otherwise that name's vectors are decoded (and their errors reported) one by one.
+    """
+    out: dict[str, np.ndarray] = {}
+    first = docs[0].get("vectors") if docs and isinstance(docs[0], dict) else None
+    if not isinstance(first, dict):
+        return out
+    for key in first:
+        feature = collection.feature(key)
+        if feature is None or feature.kind != "dense" or not feature.dimension or (4 * feature.dimension) % 3:
+            continue
+        size = 4 * feature.dimension * 4 // 3  # base64 length of `dimension` float32s (no padding)
+        values = [d.get("vectors", {}).get(key) if isinstance(d, dict) else None for d in docs]
+        if not all(type(v) is str and len(v) == size for v in values):
+            continue
+        try:  # without validate, stray characters are dropped: the length check below catches them
+            raw = base64.b64decode("".join(cast(list[str], values)))
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) != 4 * feature.dimension * len(docs):
+            continue
+        matrix = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(len(docs), feature.dimension)
+        if np.isfinite(matrix).all():
+            out[key] = matrix
+    return out
 
 
 def _split(
-    collection: Collection, body: Any, loc: list[str | int]
+    collection: Collection, body: Any, loc: list[str | int], decoded: dict[str, np.ndarray] | None = None
 ) -> tuple[str | None, dict[str, Any], dict[str, np.ndarray]]:
     """(document_id, user fields, client vectors) of one create body, validated."""
     if not isinstance(body, dict):
@@ -96,6 +165,9 @@ def _split(
         raise ValidationError.at([*loc, "vectors"], 'vectors is an object: {"<vector name>": [numbers]}')
     vectors: dict[str, np.ndarray] = {}
     for key, value in raw_vectors.items():
+        if decoded is not None and key in decoded:
+            vectors[collection.feature(key).name] = decoded[key]  # type: ignore[union-attr]
+            continue
         feature, vec = _vector(collection, key, value, [*loc, "vectors"])
         vectors[feature.name] = vec
     payload = {k: v for k, v in body.items() if k not in RESERVED}
@@ -107,12 +179,12 @@ def _check_finite(value: Any, loc: list[str | int]) -> None:
     """JSON has no NaN or Infinity: refuse them (Python's parser lets them through)."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError.at(loc, "NaN and Infinity are not JSON numbers; send a finite number or null")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_finite(item, [*loc, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_finite(item, [*loc, i])
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue  # the common case, without a call
+        _check_finite(item, [*loc, key])
 
 
 class DocumentService:
@@ -137,12 +209,15 @@ class DocumentService:
             internal: dict[str, Any] = {
                 "created_at": (created or {}).get(doc_id, now),
                 "updated_at": now,
-                "content_hash": hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest(),
+                "content_hash": content_hash(payload),
                 "feature_versions": versions,
             }
             write = DocumentWrite(doc_id, payload, internal, dict(vectors), {})
+            texts: dict[tuple[str, ...], str] = {}
             for feature in collection.text_features:
-                text = _source_text(payload, feature.source_fields)
+                text = texts.get(feature.source_fields)
+                if text is None:
+                    text = texts[feature.source_fields] = _source_text(payload, feature.source_fields)
                 if feature.kind == "bm25":
                     write.texts[feature.name] = text
                 elif feature.name not in write.vectors and text:
@@ -181,8 +256,10 @@ class DocumentService:
             raise ValidationError.at(["body", "documents"], "the batch holds no documents")
         items = []
         seen: set[str] = set()
+        bulk = _predecode(collection, docs)
         for i, raw in enumerate(docs):
-            doc_id, payload, vectors = _split(collection, raw, ["body", "documents", i])
+            row = {key: matrix[i] for key, matrix in bulk.items()}
+            doc_id, payload, vectors = _split(collection, raw, ["body", "documents", i], row)
             doc_id = doc_id or new_id("doc")
             if doc_id in seen:
                 raise ValidationError.at(

@@ -1,29 +1,32 @@
 """Execution records: written by the executor as a run starts, progresses and ends; read by the API.
 
-A record is saved when the run starts (``processing``), at every stage event once the run has taken
-longer than ``PROGRESS_AFTER_S`` (plus once when it passes that mark: current stage, stages completed,
-statistics so far) and when it ends, so a fast run costs two small writes and a slow one can be
-followed from another client. A server that dies
+A record is saved when the run passes ``PROGRESS_AFTER_S`` (``processing``: current stage, stages
+completed, statistics so far), at every stage event after that mark, and when it ends; so a fast run
+costs one write and a slow one can be followed from another client. A server that dies
 mid-run leaves ``processing`` records behind; ``recover`` marks them failed at the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from siftline.models import ExecutionRecord, iso, utcnow
 from siftline.storage.base import Storage
 
-PROGRESS_AFTER_S = 0.05  # runs faster than this are saved twice (start, end); slower ones at every event
+PROGRESS_AFTER_S = 0.05  # runs faster than this are saved once (at the end); slower ones at every event
 SERVER_STOPPED = (
     "Retriever execution failed: the server stopped while this execution was running; execute it again."
 )
 RETENTION_EVERY_S = 60.0
+log = logging.getLogger("siftline.records")
 
 
 def canonical_json(value: Any) -> str:
@@ -42,6 +45,39 @@ def query_summary(inputs: dict[str, Any], limit: int = 120) -> str | None:
     return None if text is None else (text if len(text) <= limit else text[: limit - 1] + "…")
 
 
+class _Marks:
+    """One thread that calls each due callback once (instead of a timer thread per execution)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cond = threading.Condition()
+        self._count = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, due: float, callback: Callable[[], None]) -> None:
+        with self._cond:
+            self._count += 1
+            heapq.heappush(self._heap, (due, self._count, callback))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="siftline-progress", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
+                _, _, callback = heapq.heappop(self._heap)
+            try:
+                callback()
+            except Exception:  # a failed progress save must not stop later ones
+                log.exception("saving an execution's progress failed")
+
+
+_MARKS = _Marks()
+
+
 class Tracker:
     """One run's record, kept current as the run goes."""
 
@@ -49,19 +85,15 @@ class Tracker:
         self.recorder = recorder
         self.record = record
         self._started = time.monotonic()
-        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._finished = False
+        _MARKS.add(self._started + PROGRESS_AFTER_S, self._flush)  # a run still going then shows up
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
-        with self._lock:  # the progress timer may be saving the record right now
+        with self._lock:  # the progress mark may be saving the record right now
             self._apply(kind, data)
         if time.monotonic() - self._started >= PROGRESS_AFTER_S:
             self._flush()
-        elif self._timer is None:  # a run still going after PROGRESS_AFTER_S shows its progress then
-            self._timer = threading.Timer(PROGRESS_AFTER_S, self._flush)
-            self._timer.daemon = True
-            self._timer.start()
 
     def _apply(self, kind: str, data: dict[str, Any]) -> None:
         detail = self.record.detail
@@ -81,8 +113,6 @@ class Tracker:
                 self.recorder.save(self.record)
 
     def finish(self, response: dict[str, Any], documents: list[dict[str, Any]]) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         with self._lock:
             self._finished = True
             self._finish(response, documents)
@@ -173,7 +203,6 @@ class Recorder:
             "learned_fusion_context": None,
             "cached_at": None,
         }
-        self.save(record)
         return Tracker(self, record)
 
     def apply_retention(self, force: bool = False) -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from siftline.api.deps import CollectionDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, paginate
 from siftline.api.schemas.resources import BatchCreateOut, DocumentCountOut, DocumentListBody, DocumentListOut
+from siftline.errors import ValidationError
 
 router = APIRouter(
     prefix="/v1/collections/{collection_identifier}/documents", tags=["documents"], responses=ERROR_RESPONSES
@@ -36,9 +38,44 @@ def create_document(body: DocumentBody, svc: ServicesDep, col: CollectionDep) ->
     return svc.documents.create(col, body).as_dict()
 
 
-@router.post("/batch", summary="Create many documents in one transaction")
+async def _json_body(request: Request) -> Any:
+    """The request body parsed with orjson (large batches parse several times faster than with json)."""
+    raw = await request.body()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(
+            f"Request validation failed: body: the body is not valid JSON ({exc})",
+            [{"loc": ["body"], "msg": f"JSON decode error: {exc}", "type": "json_invalid"}],
+        ) from None
+
+
+_BATCH_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["documents"],
+                    "properties": {"documents": {"type": "array", "items": {"type": "object"}}},
+                },
+                "example": {"documents": [_DOC_EXAMPLE]},
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/batch",
+    summary="Create many documents in one transaction",
+    description="A vector is a list of numbers, or a base64 string of little-endian float32 bytes (the "
+    "fast path for large loads: no per-number JSON parsing).",
+    openapi_extra=_BATCH_SCHEMA,
+)
 def create_documents(
-    body: Annotated[dict[str, Any], Body(examples=[{"documents": [_DOC_EXAMPLE]}])],
+    body: Annotated[Any, Depends(_json_body)],
     svc: ServicesDep,
     col: CollectionDep,
 ) -> BatchCreateOut:

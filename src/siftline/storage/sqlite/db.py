@@ -97,6 +97,9 @@ CREATE TABLE IF NOT EXISTS vectors (
 """
 
 
+CHECKPOINT_WAL_BYTES = 16 << 20
+
+
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -126,8 +129,26 @@ class Database:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             self._writer.commit()
+            # Commits never checkpoint (a large batch would pay for copying the WAL into the database
+            # and two fsyncs); a background thread checkpoints instead, beside the writer.
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot open the database at {path}: {exc}") from exc
+        self._closing = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="siftline-wal", daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints (never blocking readers or the writer) once the WAL passes 16 MiB."""
+        wal = Path(f"{self.path}-wal")
+        conn = self._connect()
+        try:
+            while not self._closing.wait(0.5):
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -181,10 +202,13 @@ class Database:
         return self._write_lock
 
     def close(self) -> None:
+        self._closing.set()
+        self._checkpointer.join(timeout=30)
         with self._readers_lock:
             for conn in self._readers:
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._readers.clear()
         with self._write_lock, contextlib.suppress(sqlite3.Error):
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._writer.close()

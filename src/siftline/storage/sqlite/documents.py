@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from siftline.errors import AlreadyExistsError, BadRequestError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
@@ -38,8 +39,11 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 
 def _dumps(value: Any) -> str:
-    # ensure_ascii=False: SQLite's json_extract matches raw key text, so "città" must stay unescaped
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    # raw UTF-8, not \u escapes: SQLite's json_extract matches raw key text, so "città" must stay unescaped
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers past 64 bits: the standard library writes them exactly
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def fts_query(text: str) -> str:
@@ -187,9 +191,10 @@ class DocumentsMixin:
         if replaced:
             missing = [(seq, r) for r, w in zip(rowids, writes, strict=True) if feature.name not in w.vectors]
             conn.executemany("DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid = ?", missing)
+        blob, size = matrix.tobytes(), matrix.shape[1] * 4
         conn.executemany(
             "INSERT OR REPLACE INTO vectors(feature_seq, doc_rowid, vec) VALUES (?,?,?)",
-            [(seq, r, matrix[i].tobytes()) for i, (r, _) in enumerate(have)],
+            [(seq, r, blob[i * size : (i + 1) * size]) for i, (r, _) in enumerate(have)],
         )
         return seq, [r for r, _ in have], [w.document_id for _, w in have], matrix
 

@@ -119,7 +119,7 @@ class VectorIndex:
         capacity = self._matrix.shape[0]
         if needed <= capacity:
             return
-        new_cap = max(needed, capacity + capacity // 2, 1024)
+        new_cap = max(needed, capacity * 2, 1024)
         matrix = np.empty((new_cap, self.dimension), dtype=np.float32)
         matrix[: self._size] = self._matrix[: self._size]
         rowids = np.zeros(new_cap, dtype=np.int64)
