@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siftline import __version__
+from siftline.api.bodies import BodyLimit
 from siftline.api.routes import collections, documents, executions, health, namespaces, retrievers
 from siftline.config import Settings
 from siftline.errors import (
@@ -107,17 +108,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            return _envelope(
-                BadRequestError(
-                    f"The request body is {int(length):,} bytes; the limit is {settings.max_request_bytes:,} "
-                    "(SIFTLINE_MAX_REQUEST_BYTES). Split the documents into several batches."
-                )
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
 
     for module in (health, namespaces, collections, documents, executions, retrievers):
         app.include_router(module.router)

@@ -243,7 +243,9 @@ class DocumentService:
 
     def create_batch(self, collection: Collection, body: Any, *, replace: bool = False) -> list[str]:
         """Create (or, with ``replace``, upsert) the documents of ``{"documents": [...]}`` in one transaction."""
-        docs = body.get("documents") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise ValidationError.at(["body"], 'the batch body is a JSON object: {"documents": [ ... ]}')
+        docs = body.get("documents")
         if not isinstance(docs, list):
             raise ValidationError.at(["body", "documents"], 'the batch body is {"documents": [ ... ]}')
         if len(docs) > self.max_batch:

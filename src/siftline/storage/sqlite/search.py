@@ -141,13 +141,21 @@ class SearchMixin:
             seq = self._feature_seq_read(conn, collection.collection_id, feature)
             if seq < 0:
                 return []
-            where, params = compile_filter(filter, "d")
-            rows = conn.execute(
-                f"SELECT d.document_id, -bm25(fts_{seq}) AS score FROM fts_{seq} "
-                f"JOIN documents d ON d.rowid = fts_{seq}.rowid "
-                f"WHERE fts_{seq} MATCH ? AND ({where}) ORDER BY bm25(fts_{seq}) LIMIT ?",
-                [match, *params, top_k],
-            ).fetchall()
+            if filter is None:  # rank inside FTS5 alone, then name only the top k
+                rows = conn.execute(
+                    f"SELECT d.document_id, t.score FROM (SELECT rowid, -bm25(fts_{seq}) AS score "
+                    f"FROM fts_{seq} WHERE fts_{seq} MATCH ? ORDER BY bm25(fts_{seq}) LIMIT ?) t "
+                    "JOIN documents d ON d.rowid = t.rowid ORDER BY t.score DESC",
+                    [match, top_k],
+                ).fetchall()
+            else:
+                where, params = compile_filter(filter, "d")
+                rows = conn.execute(
+                    f"SELECT d.document_id, -bm25(fts_{seq}) AS score FROM fts_{seq} "
+                    f"JOIN documents d ON d.rowid = fts_{seq}.rowid "
+                    f"WHERE fts_{seq} MATCH ? AND ({where}) ORDER BY bm25(fts_{seq}) LIMIT ?",
+                    [match, *params, top_k],
+                ).fetchall()
         return [(doc_id, float(score)) for doc_id, score in rows]
 
     def save_snapshots(self) -> None:
