@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from siftline.errors import ValidationError
 from siftline.pipeline.filters import evaluate, parse_filter
-from siftline.storage.sqlite.filter_sql import compile_filter, json_path, register_functions
+from siftline.storage.sqlite.filter_sql import (
+    compile_filter,
+    index_expression,
+    index_hint,
+    json_path,
+    register_functions,
+)
+from siftline.storage.sqlite.payload_index import holds_many
 
 SCHEMA = (
     "CREATE TABLE documents(rowid INTEGER PRIMARY KEY, collection_id TEXT, document_id TEXT, "
@@ -324,3 +331,51 @@ def test_json_path_orders_like_the_field(conn: sqlite3.Connection) -> None:
     assert [r[0] for r in rows] == ["doc-2", "doc-0"]
     quoted = json_path("it's")
     assert conn.execute(f"SELECT {quoted} FROM documents").fetchall()  # the quote is escaped
+
+
+# ---------------------------------------------------------------------------------------------- index hints
+
+INDEXABLE = ["a", "b", "tags", "meta", "meta.x", "meta.y", "meta.x.z", "c d", "é", "it's", "nope", "a.x"]
+
+
+def _single_valued(docs: list[Doc], fields: list[str]) -> list[str]:
+    """The fields payload_index would hint: never a list or an object (nor under a list) in any document."""
+    return [f for f in fields if not any(holds_many(user, f.split(".")) for _, user, _ in docs)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_index_hints_never_change_what_a_filter_matches(conn: sqlite3.Connection, case: Any) -> None:
+    docs, flts = case
+    full = _load(conn, docs)
+    fields = _single_valued(docs, INDEXABLE)
+    for flt in flts:
+        node = parse_filter(flt)
+        where, params = compile_filter(node, "d")
+        hint, hint_params = index_hint(node, fields, "d")
+        rows = conn.execute(
+            f"SELECT document_id FROM documents d WHERE {hint} AND ({where})", [*hint_params, *params]
+        )
+        assert {r[0] for r in rows} == _py_ids(full, flt), (flt, hint)
+
+
+def test_an_indexed_equality_uses_the_partial_index_and_a_list_field_gets_no_hint() -> None:
+    connection = sqlite3.connect(":memory:")
+    register_functions(connection)
+    connection.execute(SCHEMA)
+    connection.execute(
+        f"CREATE INDEX px ON documents({index_expression('bucket')}) WHERE collection_id = 'c1'"
+    )
+    node = parse_filter(
+        {"AND": [{"field": "bucket", "operator": "eq", "value": 7}, {"field": "x", "value": 1}]}
+    )
+    hint, params = index_hint(node, ["bucket"], "")
+    where, more = compile_filter(node, "")
+    plan = connection.execute(
+        f"EXPLAIN QUERY PLAN SELECT rowid FROM documents WHERE collection_id = 'c1' AND {hint} AND ({where})",
+        [*params, *more],
+    ).fetchall()
+    assert any("USING INDEX px" in row[-1] for row in plan), plan
+    assert index_hint(node, [], "") == ("1", [])  # a multi-valued field is left out by the caller
+    text = parse_filter({"field": "bucket", "value": "Seven"})  # case-folded by default: no hint
+    assert index_hint(text, ["bucket"], "") == ("1", [])

@@ -11,6 +11,7 @@ from typing import Any
 
 from siftline.errors import AlreadyExistsError
 from siftline.models import ApiKey, Collection, Feature, Namespace, PayloadIndex, iso
+from siftline.storage.sqlite import payload_index
 from siftline.storage.sqlite.db import Database
 
 
@@ -238,6 +239,7 @@ class CatalogMixin:
                 ),
             )
             self._create_feature_tables(conn, collection)
+            payload_index.sync_indexes(conn, collection)
 
     def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None:
         with self.db.read() as conn:
@@ -280,6 +282,7 @@ class CatalogMixin:
                     collection.collection_id,
                 ),
             )
+            payload_index.sync_indexes(conn, collection)
 
     def delete_collection(self, collection: Collection) -> bool:
         with self.db.write() as conn:

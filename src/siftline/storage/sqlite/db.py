@@ -88,6 +88,11 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_by_retriever ON executions(namespace_id, retriever_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_mode ON executions(namespace_id, mode, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
+CREATE TABLE IF NOT EXISTS multi_valued (
+    collection_id TEXT NOT NULL,
+    field TEXT NOT NULL,
+    PRIMARY KEY (collection_id, field)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS vectors (
     feature_seq INTEGER NOT NULL,
     doc_rowid INTEGER NOT NULL,

@@ -23,9 +23,9 @@ import orjson
 from siftline.errors import AlreadyExistsError, BadRequestError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.pipeline.filters import Node
-from siftline.storage.sqlite import snapshots
+from siftline.storage.sqlite import payload_index, snapshots
 from siftline.storage.sqlite.db import Database
-from siftline.storage.sqlite.filter_sql import compile_filter, json_path
+from siftline.storage.sqlite.filter_sql import json_path
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.vectors import VectorIndex, prepare
 
@@ -114,6 +114,7 @@ class DocumentsMixin:
                 snapshots.discard(self.vectors_dir, seq)
             self._feature_seqs.pop((collection_id, name, kind), None)
         conn.execute("DELETE FROM features WHERE collection_id = ?", (collection_id,))
+        payload_index.drop_indexes(conn, collection_id)
         conn.execute("DELETE FROM documents WHERE collection_id = ?", (collection_id,))
 
     # -- writes -------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ class DocumentsMixin:
                         for r, w in zip(rowids, writes, strict=True)
                     ],
                 )
+                payload_index.note_multi_valued(conn, collection, (w.payload for w in writes))
                 updates = [
                     self._write_vectors(
                         conn, f, self._feature_seq(conn, cid, f), rowids, writes, bool(existing)
@@ -334,10 +336,9 @@ class DocumentsMixin:
         include_total: bool = False,
         with_vectors: bool = False,
     ) -> DocumentPage:
-        where, params = compile_filter(filter, "d")
-        base = f"FROM documents d WHERE d.collection_id = ? AND ({where})"
-        base_params = [collection.collection_id, *params]
         with self.db.read() as conn:
+            where, base_params = payload_index.filter_where(conn, collection, filter)
+            base = f"FROM documents d WHERE {where}"
             total = (
                 conn.execute(f"SELECT count(*) {base}", base_params).fetchone()[0] if include_total else None
             )
@@ -367,11 +368,6 @@ class DocumentsMixin:
         return DocumentPage(docs, next_cursor, total)
 
     def count_documents(self, collection: Collection, filter: Node | None = None) -> int:
-        where, params = compile_filter(filter, "d")
         with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    f"SELECT count(*) FROM documents d WHERE d.collection_id = ? AND ({where})",
-                    [collection.collection_id, *params],
-                ).fetchone()[0]
-            )
+            where, params = payload_index.filter_where(conn, collection, filter)
+            return int(conn.execute(f"SELECT count(*) FROM documents d WHERE {where}", params).fetchone()[0])

@@ -306,3 +306,60 @@ def _affix(value: str, cs: bool, at_start: bool) -> _Pred:
             "({} = 'text' AND substr({}, 1, {}) = {})", t, _folded(v, cs), len(affix), affix
         )
     return lambda t, v: q("({} = 'text' AND substr({}, {}) = {})", t, _folded(v, cs), -len(affix), affix)
+
+
+# ---------------------------------------------------------------------------------------------- index hints
+
+
+def index_expression(field: str, table_alias: str = "") -> str | None:
+    """The expression a payload index on ``field`` is built on (paths inlined, as SQLite needs to
+    match a query's expression to an index's); None for fields that are not payload paths."""
+    located = _locate(field, _prefix(table_alias), ("payload_indexes",))
+    if located is None:
+        return None
+    column, path = located
+    if path is None or not column.endswith("payload"):
+        return None
+    return f"json_extract({column}, '{path.replace(chr(39), chr(39) * 2)}')"
+
+
+def _hint(cond: Condition, prefix: str) -> Frag | None:
+    """A condition an index can answer that keeps every document ``cond`` matches (maybe more)."""
+    value = cond.value
+    scalars = value if isinstance(value, tuple) else (value,)
+    if not scalars or cond.op not in ("eq", "in", *_ORDER_SQL):
+        return None
+    if any(isinstance(v, bool) or v is None for v in scalars):
+        return None
+    if any(isinstance(v, str) for v in scalars) and (not cond.case_sensitive or cond.op in _ORDER_SQL):
+        return None  # case-folded matches, and text order (collation), stay with the full condition
+    expr = index_expression(cond.field, prefix.rstrip("."))
+    if expr is None:
+        return None
+    if cond.op == "eq":
+        return q(f"{expr} = {{}}", scalars[0])
+    if cond.op == "in":
+        return Frag(f"{expr} IN ({','.join('?' * len(scalars))})", tuple(scalars))
+    return q(f"{expr} {_ORDER_SQL[cond.op]} {{}}", scalars[0])
+
+
+def index_hint(node: Node | None, fields: Iterable[str], table_alias: str = "") -> tuple[str, list[Any]]:
+    """Extra WHERE terms over payload-indexed ``fields`` that let SQLite use their indexes.
+
+    Each is implied by the filter (a superset of its matches), so ``hint AND filter`` selects exactly
+    what ``filter`` does. Only top-level AND-ed conditions on single-valued indexed fields qualify:
+    ``fields`` must exclude any field that holds a list or object in some document, since a list
+    field matches by element and ``json_extract`` of a list is its JSON text.
+    """
+    usable = set(fields)
+    if node is None or not usable:
+        return "1", []
+    items = node.items if isinstance(node, And) else (node,)
+    prefix = _prefix(table_alias)
+    hints = [
+        h
+        for item in items
+        if isinstance(item, Condition) and item.field in usable and (h := _hint(item, prefix)) is not None
+    ]
+    frag = _join(hints, " AND ", TRUE)
+    return frag.sql, list(frag.params)

@@ -12,10 +12,9 @@ import numpy as np
 from siftline.errors import BadRequestError
 from siftline.models import Collection, Feature
 from siftline.pipeline.filters import Node
-from siftline.storage.sqlite import snapshots
+from siftline.storage.sqlite import payload_index, snapshots
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import fts_query
-from siftline.storage.sqlite.filter_sql import compile_filter
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.vectors import SearchStats, VectorIndex
@@ -99,12 +98,9 @@ class SearchMixin:
     def _allowed_rowids(self, collection: Collection, filter: Node | None) -> np.ndarray | None:
         if filter is None:
             return None
-        where, params = compile_filter(filter, "d")
         with self.db.read() as conn:
-            cursor = conn.execute(
-                f"SELECT d.rowid FROM documents d WHERE d.collection_id = ? AND ({where})",
-                [collection.collection_id, *params],
-            )
+            where, params = payload_index.filter_where(conn, collection, filter)
+            cursor = conn.execute(f"SELECT d.rowid FROM documents d WHERE {where}", params)
             return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
     def vector_search(
@@ -149,11 +145,11 @@ class SearchMixin:
                     [match, top_k],
                 ).fetchall()
             else:
-                where, params = compile_filter(filter, "d")
+                where, params = payload_index.filter_where(conn, collection, filter)
                 rows = conn.execute(
                     f"SELECT d.document_id, -bm25(fts_{seq}) AS score FROM fts_{seq} "
                     f"JOIN documents d ON d.rowid = fts_{seq}.rowid "
-                    f"WHERE fts_{seq} MATCH ? AND ({where}) ORDER BY bm25(fts_{seq}) LIMIT ?",
+                    f"WHERE fts_{seq} MATCH ? AND {where} ORDER BY bm25(fts_{seq}) LIMIT ?",
                     [match, *params, top_k],
                 ).fetchall()
         return [(doc_id, float(score)) for doc_id, score in rows]

@@ -1,0 +1,110 @@
+"""Payload indexes as SQLite indexes: one partial expression index per declared field and collection.
+
+``CREATE INDEX px_<collection>_<field hash> ON documents(json_extract(payload, '$."field"'))
+WHERE collection_id = '<collection>'``. A filter uses it through :func:`filter_sql.index_hint`: the
+queries below add an implied term on the same expression (with the collection id inlined, so SQLite
+can prove the partial index applies). A field that ever held a list or an object in the collection
+is noted in ``multi_valued`` and gets no hint (lists match by element, which the index can't answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from siftline.models import Collection
+from siftline.pipeline.filters import Node
+from siftline.storage.sqlite.filter_sql import compile_filter, index_expression, index_hint
+
+
+def _name(collection_id: str, field: str) -> str:
+    return f"px_{collection_id}_{hashlib.sha1(field.encode()).hexdigest()[:12]}"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sync_indexes(conn: sqlite3.Connection, collection: Collection) -> None:
+    """Create the indexes of the declared fields and drop those of fields no longer declared."""
+    cid = collection.collection_id
+    wanted = {}
+    for index in collection.payload_indexes:
+        expr = index_expression(index.field_name)
+        if expr is not None:
+            wanted[_name(cid, index.field_name)] = expr
+    existing = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ESCAPE '\\'",
+        (f"px\\_{cid.replace('_', chr(92) + '_')}\\_%",),
+    )}  # fmt: skip
+    for name in existing - set(wanted):
+        conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+    for name, expr in wanted.items():
+        conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "{name}" ON documents({expr}) WHERE collection_id = {_literal(cid)}'
+        )
+
+
+def drop_indexes(conn: sqlite3.Connection, collection_id: str) -> None:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ESCAPE '\\'",
+        (f"px\\_{collection_id.replace('_', chr(92) + '_')}\\_%",),
+    ).fetchall()
+    for (name,) in rows:
+        conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+    conn.execute("DELETE FROM multi_valued WHERE collection_id = ?", (collection_id,))
+
+
+def holds_many(payload: Any, parts: list[str]) -> bool:
+    value = payload
+    for part in parts:
+        if isinstance(value, list):
+            return True
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    return isinstance(value, list | dict)
+
+
+def note_multi_valued(
+    conn: sqlite3.Connection, collection: Collection, payloads: Iterable[dict[str, Any]]
+) -> None:
+    """Record indexed fields that hold a list or an object in one of ``payloads``."""
+    fields = [(p.field_name, p.field_name.split(".")) for p in collection.payload_indexes]
+    if not fields:
+        return
+    found = {name for payload in payloads for name, parts in fields if holds_many(payload, parts)}
+    if found:
+        conn.executemany(
+            "INSERT OR IGNORE INTO multi_valued(collection_id, field) VALUES (?, ?)",
+            [(collection.collection_id, name) for name in sorted(found)],
+        )
+
+
+def hinted_fields(conn: sqlite3.Connection, collection: Collection) -> list[str]:
+    """Indexed fields whose index may answer a filter: declared, and never multi-valued."""
+    declared = [p.field_name for p in collection.payload_indexes]
+    if not declared:
+        return []
+    multi = {r[0] for r in conn.execute(
+        "SELECT field FROM multi_valued WHERE collection_id = ?", (collection.collection_id,)
+    )}  # fmt: skip
+    return [f for f in declared if f not in multi]
+
+
+def filter_where(
+    conn: sqlite3.Connection, collection: Collection, filter: Node | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause selecting ``filter``'s documents of ``collection`` (alias ``d``), indexes usable.
+
+    The collection id is inlined (a partial index applies only when SQLite sees the literal) and the
+    index hint terms come before the full filter, which still decides every match.
+    """
+    where, params = compile_filter(filter, "d")
+    hint, hint_params = index_hint(filter, hinted_fields(conn, collection) if filter is not None else (), "d")
+    return (
+        f"d.collection_id = {_literal(collection.collection_id)} AND {hint} AND ({where})",
+        [*hint_params, *params],
+    )
