@@ -4,9 +4,10 @@ A real server (``python -m siftline serve``) on 127.0.0.1 over a fresh data dire
 documents (``benchmarks/synthetic.py``: 384-d vectors with cluster structure, Zipf text, metadata) with
 their vectors supplied, so no embedding runs. Figures:
 
-1. Ingest docs/s: POST …/documents/batch in batches of ``--batch``, bodies encoded with orjson by a
-   producer thread one or two batches ahead, so the figure is the server's rate (documents over the
-   wall-clock time of the whole load). Then the time until indexed: GET …/vector-index polled until
+1. Ingest docs/s: POST …/documents/batch in batches of ``--batch``, every body encoded (orjson) before
+   the clock starts, so the figure is the server's rate (documents over the wall-clock time of the
+   whole load). Vectors go as base64 float32 strings (``--vector-format b64``, the bulk-load fast path)
+   or as JSON number lists (``json``). Then the time until indexed: GET …/vector-index polled until
    every feature has ``pending == 0`` and ``building == false`` (a feature below the HNSW threshold is
    exact by design and only needs ``building == false``); after ``--poll-timeout`` s, or at once with
    ``--build-now``, POST …/vector-index/build ``{"wait": true}``. The report says which.
@@ -39,7 +40,6 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import queue
 import shlex
 import statistics
 import sys
@@ -254,57 +254,40 @@ class Ingest:
     seconds: float
     docs_per_s: float
     batches: int
-    waited_for_producer_s: float
     bm25_texts: dict[int, np.ndarray]  # the word ranks of each query's target document
 
 
-def produce(
-    world: Synthetic,
-    n: int,
-    batch: int,
-    out: queue.Queue[tuple[bytes, int] | BaseException | None],
-    targets: set[int],
-    texts: dict[int, np.ndarray],
-) -> None:
-    """Make every chunk, keep the target documents' words and queue the encoded request bodies (the
-    bounded queue keeps this one or two batches ahead of the requests)."""
-    try:
-        pending: list[dict[str, Any]] = []
+def prepare_bodies(
+    world: Synthetic, n: int, batch: int, targets: set[int], vector_format: str
+) -> tuple[list[tuple[bytes, int]], dict[int, np.ndarray]]:
+    """Every request body, encoded before the clock starts (so the figure is the server's rate, not the
+    generator's), and the target documents' words for the BM25 queries."""
+    bodies: list[tuple[bytes, int]] = []
+    texts: dict[int, np.ndarray] = {}
+    pending: list[dict[str, Any]] = []
+    with progress(f"prepare {n:,} documents ({vector_format} vectors)", n) as advance:
         for index in range(world.chunks(n)):
             chunk = world.chunk(index, n)
             assert chunk.word_ranks is not None
             for k in targets & set(range(chunk.start, chunk.start + len(chunk))):
                 texts[k] = chunk.word_ranks[k - chunk.start]
-            pending += chunk.documents()
+            pending += chunk.documents(vector_format=vector_format)
             while len(pending) >= batch or (pending and index == world.chunks(n) - 1):
                 docs, pending = pending[:batch], pending[batch:]
-                out.put((orjson.dumps({"documents": docs}, option=NUMPY), len(docs)))
-        out.put(None)
-    except BaseException as exc:  # handed to the consumer, which re-raises it
-        out.put(exc)
+                bodies.append((orjson.dumps({"documents": docs}, option=NUMPY), len(docs)))
+            advance(len(chunk))
+    return bodies, texts
 
 
-def ingest(http: httpx.Client, world: Synthetic, n: int, batch: int, targets: set[int]) -> Ingest:
-    bodies: queue.Queue[tuple[bytes, int] | BaseException | None] = queue.Queue(maxsize=2)
-    texts: dict[int, np.ndarray] = {}
-    producer = threading.Thread(target=produce, args=(world, n, batch, bodies, targets, texts), daemon=True)
-    producer.start()
-    sent = batches = 0
-    waited = 0.0
-    t0: float | None = None
+def ingest(
+    http: httpx.Client, world: Synthetic, n: int, batch: int, targets: set[int], vector_format: str
+) -> Ingest:
+    bodies, texts = prepare_bodies(world, n, batch, targets, vector_format)
+    sent = 0
     with progress(f"ingest {n:,} documents (batches of {batch:,})", n) as advance:
-        while True:
-            w0 = time.perf_counter()
-            item = bodies.get()
-            if t0 is None:
-                t0 = time.perf_counter()  # the clock starts with the first request
-            else:
-                waited += time.perf_counter() - w0
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            body, count = item
+        t0 = time.perf_counter()
+        while bodies:
+            body, count = bodies.pop(0)
             checked(
                 http.post(
                     f"/v1/collections/{COLL}/documents/batch",
@@ -313,13 +296,11 @@ def ingest(http: httpx.Client, world: Synthetic, n: int, batch: int, targets: se
                 )
             )
             sent += count
-            batches += 1
             advance(count)
-    seconds = time.perf_counter() - (t0 or time.perf_counter())
-    producer.join()
+        seconds = time.perf_counter() - t0
     if sent != n:
         raise StepFailed(f"sent {sent} documents, expected {n}")
-    return Ingest(seconds, n / seconds, batches, waited, texts)
+    return Ingest(seconds, n / seconds, (n + batch - 1) // batch, texts)
 
 
 # -- time until indexed ------------------------------------------------------------------------
@@ -333,12 +314,9 @@ class Indexed:
 
 
 def settled(status: dict[str, Any]) -> bool:
-    """Nothing left to index: every feature has no pending vector and is not building. A feature below
-    the HNSW threshold is searched exactly by design (its vectors count as pending but are never built
-    on their own), so it counts as settled when not building."""
-    return all(
-        not f["building"] and (f["pending"] == 0 or f["vectors"] < f["threshold"]) for f in status["features"]
-    )
+    """Nothing left to index: no feature has pending vectors or is building (a feature below the HNSW
+    threshold is searched exactly by design and reports nothing pending)."""
+    return all(not f["building"] and f["pending"] == 0 for f in status["features"])
 
 
 def wait_indexed(http: httpx.Client, poll_timeout: float, build_now: bool) -> Indexed:
@@ -356,11 +334,7 @@ def wait_indexed(http: httpx.Client, poll_timeout: float, build_now: bool) -> In
                 advance(max(0, indexed - done))
                 done = max(done, indexed)
                 if settled(status):
-                    below = [
-                        f["name"]
-                        for f in status["features"]
-                        if f["pending"] and f["vectors"] < f["threshold"]
-                    ]
+                    below = [f["name"] for f in status["features"] if f["vectors"] < f["threshold"]]
                     note = f"; below the threshold, exact by design: {', '.join(below)}" if below else ""
                     polled = f"{polls} poll{'s' if polls > 1 else ''}"
                     method = f"polled GET …/vector-index every 0.2 s ({polled}){note}"
@@ -559,7 +533,7 @@ def render(fig: dict[str, Any]) -> str:
         f"| ingest over HTTP, batches of {fig['batch']:,} | "
         + (
             f"**{ing['docs_per_s']:,.0f} docs/s** ({ing['seconds']:.1f} s, {ing['batches']} requests; "
-            f"client waited {ing['waited_for_producer_s']:.1f} s for the producer) |"
+            f"vectors as {ing['vector_format']}, bodies encoded before the clock started) |"
             if ing
             else "failed |"
         ),
@@ -686,6 +660,12 @@ def main() -> int:
         "--queries", type=int, default=200, help="measured queries per type (after 20 warm-up)"
     )
     parser.add_argument("--batch", type=int, default=5000, help="documents per POST …/documents/batch")
+    parser.add_argument(
+        "--vector-format",
+        choices=["b64", "json"],
+        default="b64",
+        help="vectors as base64 float32 strings (the bulk-load fast path) or JSON number lists",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--hnsw-threshold", type=int, help="SIFTLINE_HNSW_THRESHOLD (default: the server's)")
     parser.add_argument("--ef-search", type=int, help="SIFTLINE_HNSW_EF_SEARCH (default: the server's)")
@@ -722,13 +702,13 @@ def main() -> int:
             fig["rss"] = {"start_mb": start_kb / 1024 if start_kb else None}
             checked(http.post("/v1/collections", json=COLLECTION))
             with RssSampler(pid) as sampler:
-                result = ingest(http, world, n, args.batch, set(targets.tolist()))
+                result = ingest(http, world, n, args.batch, set(targets.tolist()), args.vector_format)
             fig["rss"]["ingest_peak_mb"] = sampler.peak_mb()
             fig["ingest"] = {
                 "seconds": round(result.seconds, 2),
                 "docs_per_s": round(result.docs_per_s, 1),
                 "batches": result.batches,
-                "waited_for_producer_s": round(result.waited_for_producer_s, 2),
+                "vector_format": args.vector_format,
             }
             print(
                 f"ingest: {n:,} documents in {result.seconds:.1f} s = {result.docs_per_s:,.0f} docs/s",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -18,22 +17,25 @@ from siftline.pipeline.runner import Event, RunResult, run_plan
 from siftline.service import retrievers
 from siftline.service.inputs import validate_inputs
 from siftline.service.pagination import PageRequest, paginate, parse_page
-from siftline.service.records import Recorder
+from siftline.service.records import Recorder, canonical_json
 from siftline.storage.base import Storage
 
 COLLECTION_MISSING = "Retriever execution failed: Collection not found"
 
 
 def _fingerprint(*parts: Any) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashlib.sha1(canonical_json(parts).encode()).hexdigest()[:16]
+
+
+_NATIVE = frozenset({str, int, float, bool, type(None)})
 
 
 def plain(value: Any) -> Any:
     """JSON-ready copy: numpy scalars and arrays a stage left in fields or metadata become Python values."""
     if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
+        return {k: v if type(v) in _NATIVE else plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+        return [v if type(v) in _NATIVE else plain(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

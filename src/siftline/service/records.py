@@ -18,6 +18,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from siftline.models import ExecutionRecord, iso, utcnow
 from siftline.storage.base import Storage
 
@@ -30,7 +32,13 @@ log = logging.getLogger("siftline.records")
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Sorted keys, no spaces, raw UTF-8 (orjson; the standard library for integers past 64 bits)."""
+    try:
+        return orjson.dumps(
+            value, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        ).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
 def inputs_hash(inputs: dict[str, Any]) -> str:

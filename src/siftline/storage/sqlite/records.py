@@ -7,10 +7,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from siftline.models import ExecutionRecord, iso
 from siftline.storage.sqlite.db import Database
 
 _COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail"
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    except TypeError:  # integers past 64 bits
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -36,7 +45,7 @@ class RecordsMixin:
     db: Database
 
     def save_execution(self, record: ExecutionRecord) -> None:
-        documents = None if record.documents is None else json.dumps(record.documents, ensure_ascii=False)
+        documents = None if record.documents is None else _dumps(record.documents)
         with self.db.write() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO executions({_COLS}, documents) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -48,7 +57,7 @@ class RecordsMixin:
                     record.status,
                     iso(record.created_at),
                     iso(record.completed_at) if record.completed_at else None,
-                    json.dumps(record.detail, ensure_ascii=False, default=str),
+                    _dumps(record.detail),
                     documents,
                 ),
             )
@@ -111,7 +120,7 @@ class RecordsMixin:
                 conn.execute(
                     "UPDATE executions SET status = 'failed', completed_at = coalesce(completed_at, created_at), "
                     "detail = ? WHERE execution_id = ?",
-                    (json.dumps(record.detail, ensure_ascii=False, default=str), record.execution_id),
+                    (_dumps(record.detail), record.execution_id),
                 )
             return len(rows)
 

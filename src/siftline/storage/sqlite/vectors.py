@@ -318,13 +318,15 @@ class VectorIndex:
             self._masks = {}
 
     def status(self) -> dict[str, Any]:
+        """``pending``: vectors waiting for a build (none below the threshold, where search is exact)."""
         with self.lock:
             live = len(self._rowid_slot)
-            pending = int(self._live[self._indexed : self._size].sum())
+            tail = int(self._live[self._indexed : self._size].sum())
+            pending = tail if live >= self.config.threshold else 0
             return {
                 "path": "hnsw" if live >= self.config.threshold and self._segments else "exact",
                 "vectors": live,
-                "indexed": live - pending,
+                "indexed": live - tail,
                 "pending": pending,
                 "tombstones": self.tombstones(),
                 "segments": len(self._segments),
