@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -96,11 +97,11 @@ class Collection:
                 return feat
         return None
 
-    @property
+    @cached_property
     def dense_features(self) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.kind == "dense")
 
-    @property
+    @cached_property
     def text_features(self) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.source_fields)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from siftline.errors import StorageError
 from siftline.storage.sqlite.filter_sql import register_functions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one vec_<feature seq> table per dense feature (was one `vectors` table)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,12 +93,6 @@ CREATE TABLE IF NOT EXISTS multi_valued (
     field TEXT NOT NULL,
     PRIMARY KEY (collection_id, field)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS vectors (
-    feature_seq INTEGER NOT NULL,
-    doc_rowid INTEGER NOT NULL,
-    vec BLOB NOT NULL,
-    PRIMARY KEY (feature_seq, doc_rowid)
-) WITHOUT ROWID;
 """
 
 
@@ -113,6 +107,33 @@ def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connec
     conn.execute("PRAGMA cache_size = -65536")
     register_functions(conn)
     return conn
+
+
+def _migrate_vectors(conn: sqlite3.Connection) -> None:
+    """Schema 1 kept every vector in ``vectors(feature_seq, doc_rowid, vec) WITHOUT ROWID``; schema 2 gives
+    each dense feature its own rowid table ``vec_<seq>`` (appends in rowid order: half the write cost)."""
+    old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vectors'").fetchone()
+    if old is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seqs = {r[0] for r in conn.execute("SELECT seq FROM features WHERE kind = 'dense'")}
+        seqs |= {r[0] for r in conn.execute("SELECT DISTINCT feature_seq FROM vectors")}
+        for seq in sorted(seqs):
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS vec_{int(seq)} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
+            )
+            conn.execute(
+                f"INSERT OR REPLACE INTO vec_{int(seq)}(rowid, vec) "
+                "SELECT doc_rowid, vec FROM vectors WHERE feature_seq = ?",
+                (seq,),
+            )
+        conn.execute("DROP TABLE vectors")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class Database:
@@ -134,6 +155,7 @@ class Database:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             self._writer.commit()
+            _migrate_vectors(self._writer)
             # Commits never checkpoint (a large batch would pay for copying the WAL into the database
             # and two fsyncs); a background thread checkpoints instead, beside the writer.
             self._writer.execute("PRAGMA wal_autocheckpoint = 0")

@@ -1,7 +1,8 @@
 """Documents, their vectors and their full-text rows in SQLite, plus the searches over them.
 
 One document is one ``documents`` row (user fields as JSON in ``payload``); each dense feature
-keeps its vector in ``vectors`` (float32 blob) and in an in-memory :class:`ExactIndex`; each BM25
+keeps its vectors in its own table ``vec_<feature_seq>`` (float32 blobs keyed by the document's
+rowid) and in an in-memory :class:`VectorIndex`; each BM25
 feature has its own FTS5 table ``fts_<feature_seq>`` (``porter unicode61``) whose rowid is the
 document's rowid, so statistics never mix collections. Every write bumps the collection's
 ``write_version`` in the same transaction.
@@ -90,6 +91,10 @@ class DocumentsMixin:
                 conn.execute(
                     f"CREATE VIRTUAL TABLE IF NOT EXISTS fts_{seq} USING fts5(text, tokenize='porter unicode61')"
                 )
+            else:
+                conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
+                )
 
     def _feature_seq(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
         """The feature's number, created when missing (write path: not cached, so a rollback leaves no trace)."""
@@ -109,7 +114,7 @@ class DocumentsMixin:
             if kind == "bm25":
                 conn.execute(f"DROP TABLE IF EXISTS fts_{seq}")
             else:
-                conn.execute("DELETE FROM vectors WHERE feature_seq = ?", (seq,))
+                conn.execute(f"DROP TABLE IF EXISTS vec_{seq}")
                 self._indexes.pop(seq, None)
                 snapshots.discard(self.vectors_dir, seq)
             self._feature_seqs.pop((collection_id, name, kind), None)
@@ -191,12 +196,13 @@ class DocumentsMixin:
             else np.zeros((0, feature.dimension or 0), dtype=np.float32)
         )
         if replaced:
-            missing = [(seq, r) for r, w in zip(rowids, writes, strict=True) if feature.name not in w.vectors]
-            conn.executemany("DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid = ?", missing)
+            missing = [(r,) for r, w in zip(rowids, writes, strict=True) if feature.name not in w.vectors]
+            conn.executemany(f"DELETE FROM vec_{seq} WHERE rowid = ?", missing)
         blob, size = matrix.tobytes(), matrix.shape[1] * 4
+        conn.execute(f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
         conn.executemany(
-            "INSERT OR REPLACE INTO vectors(feature_seq, doc_rowid, vec) VALUES (?,?,?)",
-            [(seq, r, blob[i * size : (i + 1) * size]) for i, (r, _) in enumerate(have)],
+            f"INSERT OR REPLACE INTO vec_{seq}(rowid, vec) VALUES (?,?)",
+            [(r, blob[i * size : (i + 1) * size]) for i, (r, _) in enumerate(have)],
         )
         return seq, [r for r, _ in have], [w.document_id for _, w in have], matrix
 
@@ -255,10 +261,7 @@ class DocumentsMixin:
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
                     for seq in dense:
-                        conn.execute(
-                            f"DELETE FROM vectors WHERE feature_seq = ? AND doc_rowid IN ({marks})",
-                            [seq, *chunk],
-                        )
+                        conn.execute(f"DELETE FROM vec_{seq} WHERE rowid IN ({marks})", list(chunk))
                     for seq in bm25:
                         conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
                 version = self._bump(conn, cid)
@@ -289,11 +292,12 @@ class DocumentsMixin:
                 doc.vectors = {}
             for feature in collection.dense_features:
                 seq = self._feature_seq_read(conn, collection.collection_id, feature)
+                if seq < 0:
+                    continue
                 for chunk in _chunks(list(by_rowid)):
                     for rowid, blob in conn.execute(
-                        f"SELECT doc_rowid, vec FROM vectors WHERE feature_seq = ? "
-                        f"AND doc_rowid IN ({','.join('?' * len(chunk))})",
-                        [seq, *chunk],
+                        f"SELECT rowid, vec FROM vec_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})",
+                        list(chunk),
                     ):
                         by_rowid[rowid].vectors[feature.name] = np.frombuffer(blob, dtype=np.float32).tolist()  # type: ignore[index]
         return docs

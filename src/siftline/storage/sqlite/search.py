@@ -50,7 +50,7 @@ class SearchMixin:
         return index
 
     def _load_index(self, index: VectorIndex, seq: int, collection_id: str) -> None:
-        """From the snapshot when it is current, else from the ``vectors`` table (read in chunks)."""
+        """From the snapshot when it is current, else from the ``vec_<seq>`` table (read in chunks)."""
         with self.db.read() as conn:
             row = conn.execute(
                 "SELECT write_version FROM collections WHERE collection_id = ?", (collection_id,)
@@ -58,14 +58,18 @@ class SearchMixin:
             version = int(row[0]) if row else 0
             if snapshots.load(index, self.vectors_dir, seq, version):
                 return
-            count = conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = ?", (seq,)).fetchone()[0]
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (f"vec_{seq}",)
+            ).fetchone()
+            count = conn.execute(f"SELECT count(*) FROM vec_{seq}").fetchone()[0] if exists else 0
             matrix = np.empty((count, index.dimension), dtype=np.float32)
             rowids = np.empty(count, dtype=np.int64)
             doc_ids: list[str] = []
             cursor = conn.execute(
-                "SELECT v.doc_rowid, d.document_id, v.vec FROM vectors v JOIN documents d ON d.rowid = v.doc_rowid "
-                "WHERE v.feature_seq = ? ORDER BY v.doc_rowid",
-                (seq,),
+                f"SELECT v.rowid, d.document_id, v.vec FROM vec_{seq} v JOIN documents d ON d.rowid = v.rowid "
+                "ORDER BY v.rowid"
+                if exists
+                else "SELECT 1 WHERE 0"
             )
             n = 0
             while rows := cursor.fetchmany(20_000):

@@ -1,6 +1,6 @@
 """Vector indexes saved beside the database (``<data_dir>/vectors/``) and read back at start.
 
-A snapshot is only a cache of the ``vectors`` table: ``feature-<seq>.npz`` holds the live vectors,
+A snapshot is only a cache of the ``vec_<feature seq>`` table: ``feature-<seq>.npz`` holds the live vectors,
 their rowids and document ids and the collection's ``write_version``; each HNSW segment is a faiss
 file named in it. Anything unreadable or not matching the database (another version, another
 dimension, a missing segment file) is deleted and ignored: the index is then rebuilt from SQLite.

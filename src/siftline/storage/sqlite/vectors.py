@@ -1,6 +1,6 @@
 """The in-memory vector index of one dense feature: exact below a threshold, HNSW segments above it.
 
-SQLite's ``vectors`` table is the source of truth; this index is built from it on first use and kept
+SQLite's ``vec_<feature seq>`` table is the source of truth; this index is built from it on first use and kept
 in step by every write of this process. It carries the collection's ``write_version``: when another
 process (``siftline load``) wrote meanwhile, the version in the database moves ahead and the index
 reloads.
