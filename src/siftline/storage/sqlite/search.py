@@ -13,6 +13,7 @@ from siftline.errors import BadRequestError
 from siftline.models import Collection, Feature
 from siftline.pipeline.filters import Node
 from siftline.storage.sqlite import payload_index, snapshots
+from siftline.storage.sqlite.blocks import BlockMatrix
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import fts_query
 from siftline.storage.sqlite.hnsw import HnswConfig
@@ -62,7 +63,8 @@ class SearchMixin:
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (f"vec_{seq}",)
             ).fetchone()
             count = conn.execute(f"SELECT count(*) FROM vec_{seq}").fetchone()[0] if exists else 0
-            matrix = np.empty((count, index.dimension), dtype=np.float32)
+            matrix = BlockMatrix(index.dimension)
+            matrix.ensure(count)
             rowids = np.empty(count, dtype=np.int64)
             doc_ids: list[str] = []
             cursor = conn.execute(
@@ -74,13 +76,14 @@ class SearchMixin:
             n = 0
             while rows := cursor.fetchmany(20_000):
                 m = len(rows)
-                matrix[n : n + m] = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
-                    m, index.dimension
+                matrix.put(
+                    n,
+                    np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(m, index.dimension),
                 )
                 rowids[n : n + m] = [r[0] for r in rows]
                 doc_ids.extend(r[1] for r in rows)
                 n += m
-        index.load(rowids[:n], doc_ids, matrix[:n], version)
+        index.load(rowids[:n], doc_ids, matrix, version)
         index.dirty = True
 
     def vector_index_status(self, collection: Collection, feature: Feature) -> dict[str, Any]:

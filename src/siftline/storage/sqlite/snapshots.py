@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from siftline.storage.sqlite.blocks import BlockMatrix
 from siftline.storage.sqlite.hnsw import Segment
 from siftline.storage.sqlite.vectors import VectorIndex
 
@@ -29,23 +30,28 @@ def save(index: VectorIndex, folder: Path, seq: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = snapshot_path(folder, seq)
     with index.lock:
-        rowids, doc_ids, matrix, segments = index.live_contents()
+        rowids, doc_ids, parts, segments = index.live_contents()
         token = secrets.token_hex(4)
         names = []
         for i, (segment, _) in enumerate(segments):
             name = f"feature-{seq}-{token}-{i}.faiss"
             segment.write(folder / name)
             names.append(name)
-        meta = {"version": index.version, "dimension": index.dimension, "segments": names}
+        meta = {
+            "version": index.version,
+            "dimension": index.dimension,
+            "segments": names,
+            "parts": len(parts),
+        }
         tmp = path.with_suffix(".tmp.npz")
         with open(tmp, "wb") as fh:
             arrays: dict[str, Any] = {
-                "matrix": matrix,
                 "rowids": rowids,
                 "doc_ids": np.frombuffer(json.dumps(doc_ids).encode(), dtype=np.uint8),
                 "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
             }
             arrays.update({f"slots{i}": labels for i, (_, labels) in enumerate(segments)})
+            arrays.update({f"rows{i}": part for i, part in enumerate(parts)})
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
@@ -67,15 +73,24 @@ def load(index: VectorIndex, folder: Path, seq: int, version: int) -> bool:
             meta = json.loads(data["meta"].tobytes())
             if meta["version"] != version or meta["dimension"] != index.dimension:
                 raise ValueError("stale")
-            rowids, matrix = data["rowids"], data["matrix"]
+            rowids = data["rowids"]
             doc_ids = json.loads(data["doc_ids"].tobytes())
-            if matrix.shape != (len(rowids), index.dimension) or len(doc_ids) != len(rowids):
+            rows = BlockMatrix(index.dimension)
+            rows.ensure(len(rowids))
+            filled = 0
+            for i in range(meta["parts"]):  # one part in memory at a time
+                part = data[f"rows{i}"]
+                if part.ndim != 2 or part.shape[1] != index.dimension or filled + part.shape[0] > len(rowids):
+                    raise ValueError("shape")
+                rows.put(filled, part)
+                filled += part.shape[0]
+            if filled != len(rowids) or len(doc_ids) != len(rowids):
                 raise ValueError("shape")
             segments = [
                 Segment.read(folder / name, data[f"slots{i}"], index.metric)
                 for i, name in enumerate(meta["segments"])
             ]
-        index.load(rowids, doc_ids, matrix, version)
+        index.load(rowids, doc_ids, rows, version)
         covered = max((int(s.slots.max()) + 1 for s in segments if len(s)), default=0)
         index.adopt(segments, covered)
         index.dirty = False

@@ -5,7 +5,7 @@ in step by every write of this process. It carries the collection's ``write_vers
 process (``siftline load``) wrote meanwhile, the version in the database moves ahead and the index
 reloads.
 
-Layout: every vector written gets a *slot* (a row of ``_matrix``); slots never move while the
+Layout: every vector written gets a *slot* (a row of ``_rows``, a :class:`BlockMatrix`); slots never move while the
 process runs. A replaced or deleted vector's slot becomes a tombstone (``_live`` false). Slots from
 ``_indexed`` on are the *pending tail*: acknowledged (durable in SQLite) but not yet in an HNSW
 segment; searches scan that tail exactly, so a write is searchable the moment it is acknowledged.
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from siftline.models import Metric
+from siftline.storage.sqlite.blocks import BLOCK, BlockMatrix
 from siftline.storage.sqlite.hnsw import HnswConfig, Segment
 
 MAX_SEGMENTS = 4
@@ -86,7 +87,7 @@ class VectorIndex:
         self.dirty = False
         self.building = False
         self.last_write = 0.0
-        self._matrix = np.zeros((0, dimension), dtype=np.float32)
+        self._rows = BlockMatrix(dimension)
         self._slot_rowid = np.zeros(0, dtype=np.int64)
         self._live = np.zeros(0, dtype=bool)
         self._doc_ids: list[str] = []
@@ -101,11 +102,11 @@ class VectorIndex:
 
     # -- loading and writing ----------------------------------------------------------------------
 
-    def load(self, rowids: np.ndarray, doc_ids: list[str], matrix: np.ndarray, version: int) -> None:
-        """Replace the contents (every vector pending; the builder indexes them)."""
+    def load(self, rowids: np.ndarray, doc_ids: list[str], rows: BlockMatrix, version: int) -> None:
+        """Replace the contents with ``rows`` (slots ``0 … len(doc_ids)``; every vector pending)."""
         with self.lock:
             n = len(doc_ids)
-            self._matrix = np.ascontiguousarray(matrix, dtype=np.float32).reshape(n, self.dimension)
+            self._rows = rows
             self._slot_rowid = np.asarray(rowids, dtype=np.int64).copy()
             self._live = np.ones(n, dtype=bool)
             self._doc_ids = list(doc_ids)
@@ -116,17 +117,16 @@ class VectorIndex:
             self.last_write = time.monotonic()
 
     def _grow(self, needed: int) -> None:
-        capacity = self._matrix.shape[0]
+        self._rows.ensure(needed)
+        capacity = self._slot_rowid.shape[0]
         if needed <= capacity:
             return
         new_cap = max(needed, capacity * 2, 1024)
-        matrix = np.empty((new_cap, self.dimension), dtype=np.float32)
-        matrix[: self._size] = self._matrix[: self._size]
         rowids = np.zeros(new_cap, dtype=np.int64)
         rowids[: self._size] = self._slot_rowid[: self._size]
         live = np.zeros(new_cap, dtype=bool)
         live[: self._size] = self._live[: self._size]
-        self._matrix, self._slot_rowid, self._live = matrix, rowids, live
+        self._slot_rowid, self._live = rowids, live
 
     def upsert(self, rowids: Sequence[int], doc_ids: Sequence[str], vectors: np.ndarray) -> None:
         """Add or replace vectors (already :func:`prepare`-d); a replaced vector's old slot dies."""
@@ -135,7 +135,7 @@ class VectorIndex:
             n = len(rowids)
             self._grow(self._size + n)
             start = self._size
-            self._matrix[start : start + n] = vectors
+            self._rows.put(start, np.asarray(vectors, dtype=np.float32))
             self._slot_rowid[start : start + n] = rowids
             self._live[start : start + n] = True
             self._doc_ids.extend(doc_ids)
@@ -201,13 +201,14 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(slots, scores) of the best live ``top_k`` among ``slots`` (or every slot from ``start``)."""
         if slots is None:
-            scores = self._scores(self._matrix[start : self._size], query)
+            pieces = [self._scores(view, query) for _, view in self._rows.spans(start, self._size)]
+            scores = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
             live = self._live[start : self._size]
             if not live.all():
                 scores = np.where(live, scores, -np.inf)
             candidates = np.arange(start, self._size)
         else:
-            scores = self._scores(self._matrix[slots], query)
+            scores = self._scores(self._rows.take(slots), query)
             candidates = slots
         k = min(top_k, scores.shape[0])
         if k <= 0:
@@ -307,7 +308,7 @@ class VectorIndex:
     def rows(self, slots: np.ndarray) -> np.ndarray:
         """A copy of the vectors of ``slots`` (the builder reads its input a chunk at a time)."""
         with self.lock:
-            return self._matrix[slots]
+            return self._rows.take(slots)
 
     def install(self, plan: BuildPlan, segment: Segment | None) -> None:
         """Put a built segment in place; slots that died meanwhile stay tombstones inside it."""
@@ -339,8 +340,10 @@ class VectorIndex:
 
     # -- snapshot -----------------------------------------------------------------------------------
 
-    def live_contents(self) -> tuple[np.ndarray, list[str], np.ndarray, list[tuple[Segment, np.ndarray]]]:
-        """(rowids, doc_ids, matrix, segments with their labels renumbered) of the live slots, compacted.
+    def live_contents(
+        self,
+    ) -> tuple[np.ndarray, list[str], list[np.ndarray], list[tuple[Segment, np.ndarray]]]:
+        """(rowids, doc_ids, row parts, segments with their labels renumbered) of the live slots, compacted.
 
         Used to snapshot: slots are renumbered densely, and each segment's slots are mapped into the new
         numbering (dead ones to -1, which a loaded segment keeps as tombstones).
@@ -350,10 +353,11 @@ class VectorIndex:
             renumber = np.full(self._size, -1, dtype=np.int64)
             renumber[live] = np.arange(live.size)
             segs = [(s, renumber[s.slots]) for s in self._segments]
-            if live.size == self._size:  # nothing dead: views, no copy of the matrix
-                return self._slot_rowid[: self._size], self._doc_ids, self._matrix[: self._size], segs
+            if live.size == self._size:  # nothing dead: views of the blocks, no copy
+                return self._slot_rowid[: self._size], self._doc_ids, self._rows.parts(self._size), segs
             doc_ids = [self._doc_ids[i] for i in live.tolist()]
-            return self._slot_rowid[live], doc_ids, self._matrix[live], segs
+            parts = [self._rows.take(live[i : i + BLOCK]) for i in range(0, live.size, BLOCK)]
+            return self._slot_rowid[live], doc_ids, parts, segs
 
     def adopt(self, segments: list[Segment], indexed: int) -> None:
         """After :meth:`load`: segments read from a snapshot, covering slots below ``indexed``."""
