@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -52,6 +52,9 @@ bench-quality: setup ## nDCG@10 on SciFact through the HTTP API beside direct li
 
 bench-scale: setup ## Ingest, time until indexed, latency, recall@10, RSS at scale (ARGS="--docs 100000")
 	$(BIN)/python benchmarks/scale.py $(ARGS)
+
+bench-ann: setup ## faiss vs hnswlib (if installed) on the scale benchmark's vectors: build, latency, recall, filters
+	$(BIN)/python benchmarks/ann_choice.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

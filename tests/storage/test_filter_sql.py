@@ -352,11 +352,15 @@ def test_index_hints_never_change_what_a_filter_matches(conn: sqlite3.Connection
     for flt in flts:
         node = parse_filter(flt)
         where, params = compile_filter(node, "d")
-        hint, hint_params = index_hint(node, fields, "d")
+        hint, hint_params, exact = index_hint(node, fields, "d")
         rows = conn.execute(
             f"SELECT document_id FROM documents d WHERE {hint} AND ({where})", [*hint_params, *params]
         )
-        assert {r[0] for r in rows} == _py_ids(full, flt), (flt, hint)
+        expected = _py_ids(full, flt)
+        assert {r[0] for r in rows} == expected, (flt, hint)
+        if exact:  # the hint alone must then select exactly the same documents
+            alone = conn.execute(f"SELECT document_id FROM documents d WHERE {hint}", hint_params)
+            assert {r[0] for r in alone} == expected, (flt, hint)
 
 
 def test_an_indexed_equality_uses_the_partial_index_and_a_list_field_gets_no_hint() -> None:
@@ -369,13 +373,16 @@ def test_an_indexed_equality_uses_the_partial_index_and_a_list_field_gets_no_hin
     node = parse_filter(
         {"AND": [{"field": "bucket", "operator": "eq", "value": 7}, {"field": "x", "value": 1}]}
     )
-    hint, params = index_hint(node, ["bucket"], "")
+    hint, params, _ = index_hint(node, ["bucket"], "")
     where, more = compile_filter(node, "")
     plan = connection.execute(
         f"EXPLAIN QUERY PLAN SELECT rowid FROM documents WHERE collection_id = 'c1' AND {hint} AND ({where})",
         [*params, *more],
     ).fetchall()
     assert any("USING INDEX px" in row[-1] for row in plan), plan
-    assert index_hint(node, [], "") == ("1", [])  # a multi-valued field is left out by the caller
+    assert index_hint(node, [], "") == ("1", [], False)  # a multi-valued field is left out by the caller
     text = parse_filter({"field": "bucket", "value": "Seven"})  # case-folded by default: no hint
-    assert index_hint(text, ["bucket"], "") == ("1", [])
+    assert index_hint(text, ["bucket"], "") == ("1", [], False)
+    exact = parse_filter({"AND": [{"field": "bucket", "operator": "in", "value": [7, 9]}]})
+    assert index_hint(exact, ["bucket"], "")[2] is True
+    assert index_hint(parse_filter({"field": "bucket", "value": 1}), ["bucket"], "")[2] is False  # true → 1

@@ -38,7 +38,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from siftline.errors import ValidationError
 from siftline.pipeline.filters import And, Condition, Dynamic, Node, Not, Or
@@ -323,6 +323,19 @@ def index_expression(field: str, table_alias: str = "") -> str | None:
     return f"json_extract({column}, '{path.replace(chr(39), chr(39) * 2)}')"
 
 
+def _exact_hint(cond: Condition) -> bool:
+    """Whether ``_hint(cond)`` matches exactly what ``cond`` does on a single-valued field.
+
+    ``json_extract`` gives JSON numbers and strings as SQL integers, reals and text, which compare
+    like the evaluator compares them (``7 = 7.0``; a number never equals text) — but JSON ``true`` and
+    ``false`` come out as 1 and 0, and ranges compare text above every number, so those stay supersets.
+    """
+    if cond.op not in ("eq", "in"):
+        return False
+    values = cond.value if isinstance(cond.value, tuple) else (cond.value,)
+    return not any(not isinstance(v, str) and v in (0, 1) for v in values)
+
+
 def _hint(cond: Condition, prefix: str) -> Frag | None:
     """A condition an index can answer that keeps every document ``cond`` matches (maybe more)."""
     value = cond.value
@@ -343,23 +356,29 @@ def _hint(cond: Condition, prefix: str) -> Frag | None:
     return q(f"{expr} {_ORDER_SQL[cond.op]} {{}}", scalars[0])
 
 
-def index_hint(node: Node | None, fields: Iterable[str], table_alias: str = "") -> tuple[str, list[Any]]:
-    """Extra WHERE terms over payload-indexed ``fields`` that let SQLite use their indexes.
+def index_hint(
+    node: Node | None, fields: Iterable[str], table_alias: str = ""
+) -> tuple[str, list[Any], bool]:
+    """Extra WHERE terms over payload-indexed ``fields`` that let SQLite use their indexes, and whether
+    they alone select exactly what ``node`` does (then the full filter need not run per row).
 
-    Each is implied by the filter (a superset of its matches), so ``hint AND filter`` selects exactly
-    what ``filter`` does. Only top-level AND-ed conditions on single-valued indexed fields qualify:
-    ``fields`` must exclude any field that holds a list or object in some document, since a list
-    field matches by element and ``json_extract`` of a list is its JSON text.
+    Each term is implied by the filter (a superset of its matches), so ``hint AND filter`` selects
+    exactly what ``filter`` does. Only top-level AND-ed conditions on single-valued indexed fields
+    qualify: ``fields`` must exclude any field that holds a list or object in some document, since a
+    list field matches by element and ``json_extract`` of a list is its JSON text.
     """
     usable = set(fields)
     if node is None or not usable:
-        return "1", []
+        return "1", [], False
     items = node.items if isinstance(node, And) else (node,)
     prefix = _prefix(table_alias)
-    hints = [
-        h
-        for item in items
-        if isinstance(item, Condition) and item.field in usable and (h := _hint(item, prefix)) is not None
-    ]
+    hints, exact = [], bool(items)
+    for item in items:
+        hint = _hint(item, prefix) if isinstance(item, Condition) and item.field in usable else None
+        if hint is None:
+            exact = False
+        else:
+            hints.append(hint)
+            exact = exact and _exact_hint(cast(Condition, item))
     frag = _join(hints, " AND ", TRUE)
-    return frag.sql, list(frag.params)
+    return frag.sql, list(frag.params), exact

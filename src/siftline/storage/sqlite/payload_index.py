@@ -102,9 +102,11 @@ def filter_where(
     The collection id is inlined (a partial index applies only when SQLite sees the literal) and the
     index hint terms come before the full filter, which still decides every match.
     """
-    where, params = compile_filter(filter, "d")
-    hint, hint_params = index_hint(filter, hinted_fields(conn, collection) if filter is not None else (), "d")
-    return (
-        f"d.collection_id = {_literal(collection.collection_id)} AND {hint} AND ({where})",
-        [*hint_params, *params],
+    hint, hint_params, exact = index_hint(
+        filter, hinted_fields(conn, collection) if filter is not None else (), "d"
     )
+    scope = f"d.collection_id = {_literal(collection.collection_id)} AND {hint}"
+    if exact:  # the indexed terms say it all: no per-row JSON parsing
+        return scope, hint_params
+    where, params = compile_filter(filter, "d")
+    return f"{scope} AND ({where})", [*hint_params, *params]

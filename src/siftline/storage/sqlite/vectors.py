@@ -91,14 +91,15 @@ class VectorIndex:
         self._slot_rowid = np.zeros(0, dtype=np.int64)
         self._live = np.zeros(0, dtype=bool)
         self._doc_ids: list[str] = []
-        self._rowid_slot: dict[int, int] = {}
+        self._slot_of = np.zeros(0, dtype=np.int32)  # by document rowid: its live slot, or -1
+        self._count = 0  # live vectors
         self._size = 0  # slots used
         self._indexed = 0  # slots below this are in a segment (or dead)
         self._segments: list[Segment] = []
         self._masks: dict[int, np.ndarray] = {}  # per segment: its live labels (cached between writes)
 
     def __len__(self) -> int:
-        return len(self._rowid_slot)
+        return self._count
 
     # -- loading and writing ----------------------------------------------------------------------
 
@@ -110,7 +111,9 @@ class VectorIndex:
             self._slot_rowid = np.asarray(rowids, dtype=np.int64).copy()
             self._live = np.ones(n, dtype=bool)
             self._doc_ids = list(doc_ids)
-            self._rowid_slot = {int(r): i for i, r in enumerate(self._slot_rowid.tolist())}
+            self._slot_of = np.full(int(self._slot_rowid.max(initial=-1)) + 1, -1, dtype=np.int32)
+            self._slot_of[self._slot_rowid] = np.arange(n, dtype=np.int32)
+            self._count = n
             self._size, self._indexed = n, 0
             self._segments, self._masks = [], {}
             self.version = version
@@ -139,16 +142,26 @@ class VectorIndex:
             self._slot_rowid[start : start + n] = rowids
             self._live[start : start + n] = True
             self._doc_ids.extend(doc_ids)
-            for i, rowid in enumerate(rowids):
-                self._rowid_slot[int(rowid)] = start + i
+            ids = np.asarray(rowids, dtype=np.int64)
+            if ids.size and int(ids.max()) >= self._slot_of.shape[0]:
+                grown = np.full(max(int(ids.max()) + 1, 2 * self._slot_of.shape[0]), -1, dtype=np.int32)
+                grown[: self._slot_of.shape[0]] = self._slot_of
+                self._slot_of = grown
+            self._slot_of[ids] = np.arange(start, start + n, dtype=np.int32)
+            self._count += n
             self._size += n
             self.dirty = True
             self.last_write = time.monotonic()
 
     def remove(self, rowids: Sequence[int]) -> None:
         with self.lock:
-            dead = [s for r in rowids if (s := self._rowid_slot.pop(int(r), None)) is not None]
-            if dead:
+            ids = np.unique(np.asarray(rowids, dtype=np.int64))
+            ids = ids[(ids >= 0) & (ids < self._slot_of.shape[0])]
+            dead = self._slot_of[ids]
+            dead = dead[dead >= 0]
+            if dead.size:
+                self._slot_of[ids] = -1
+                self._count -= int(dead.size)
                 self._live[dead] = False
                 self._masks.clear()
                 self.dirty = True
@@ -167,7 +180,7 @@ class VectorIndex:
         stats = stats if stats is not None else SearchStats()
         query = prepare(query.reshape(1, -1), self.metric)[0]
         with self.lock:
-            live = len(self._rowid_slot)
+            live = self._count
             if live == 0 or top_k <= 0:
                 return []
             allowed = None
@@ -187,8 +200,9 @@ class VectorIndex:
             return self._named(self._hnsw(query, top_k, allowed, stats), top_k)
 
     def _slots_of(self, rowids: np.ndarray) -> np.ndarray:
-        get = self._rowid_slot.get
-        return np.fromiter((s for r in rowids.tolist() if (s := get(r)) is not None), dtype=np.int64)
+        ids = rowids[(rowids >= 0) & (rowids < self._slot_of.shape[0])]
+        slots = self._slot_of[ids].astype(np.int64)
+        return slots[slots >= 0]
 
     def _scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         if self.metric == "euclidean":
@@ -225,7 +239,7 @@ class VectorIndex:
         if allowed is not None:
             passing = np.zeros(self._size, dtype=bool)
             passing[allowed] = True
-            share = allowed.size / max(1, len(self._rowid_slot))
+            share = allowed.size / max(1, self._count)
             ef = int(min(4096, ef / max(share, 0.05) ** 0.5))  # sparser filters need a wider walk
         stats.path, stats.ef_search, stats.segments = "hnsw", max(ef, top_k), len(self._segments)
         found_slots, found_scores = [], []
@@ -275,7 +289,7 @@ class VectorIndex:
 
     def needs_build(self, *, force: bool = False, idle_s: float = 1.0, max_wait_s: float = 30.0) -> bool:
         with self.lock:
-            live = len(self._rowid_slot)
+            live = self._count
             if live < self.config.threshold and not force:
                 return False
             pending = int(self._live[self._indexed : self._size].sum())
@@ -321,7 +335,7 @@ class VectorIndex:
     def status(self) -> dict[str, Any]:
         """``pending``: vectors waiting for a build (none below the threshold, where search is exact)."""
         with self.lock:
-            live = len(self._rowid_slot)
+            live = self._count
             tail = int(self._live[self._indexed : self._size].sum())
             pending = tail if live >= self.config.threshold else 0
             return {
