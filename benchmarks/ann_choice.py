@@ -24,6 +24,7 @@ from report import percentiles, write_section
 from synthetic import Synthetic
 
 M, EF_CONSTRUCTION, K = 32, 64, 10
+EFS = (32, 64, 96, 128, 160, 192, 256)
 
 
 def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
@@ -74,7 +75,7 @@ def main() -> None:
     faiss.omp_set_num_threads(1)
     fa: Any = faiss
     bits = np.packbits(passing, bitorder="little")
-    for ef in (32, 64, 96, 128):
+    for ef in EFS:
         params = fa.SearchParametersHNSW(efSearch=ef)
         p50, found = timed(lambda q, p=params: index.search(q[None], K, params=p)[1][0], queries)
         rows.append(
@@ -98,7 +99,7 @@ def main() -> None:
         graph.add_items(data, np.arange(args.docs))
         build = args.docs / (time.perf_counter() - t0)
         graph.set_num_threads(1)
-        for ef in (32, 64, 96, 128):
+        for ef in EFS:
             graph.set_ef(ef)
             p50, found = timed(lambda q: graph.knn_query(q[None], K)[0][0], queries)
             rows.append(f"| hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''} | "

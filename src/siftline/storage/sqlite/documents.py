@@ -151,14 +151,7 @@ class DocumentsMixin:
                     if rowid is None:
                         rowid, next_rowid = next_rowid, next_rowid + 1
                     rowids.append(rowid)
-                conn.executemany(
-                    "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) "
-                    "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal",
-                    [
-                        (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
-                        for r, w in zip(rowids, writes, strict=True)
-                    ],
-                )
+                self._insert_documents(conn, cid, rowids, writes)
                 payload_index.note_multi_valued(conn, collection, (w.payload for w in writes))
                 updates = [
                     self._write_vectors(
@@ -180,6 +173,31 @@ class DocumentsMixin:
                     index.version = version
             self._indexer.poke()
 
+    def _insert_documents(
+        self, conn: sqlite3.Connection, cid: str, rowids: list[int], writes: Sequence[DocumentWrite]
+    ) -> None:
+        """One statement over a JSON array (SQLite parses it in C, without the GIL: a concurrent request
+        prepares its batch meanwhile); row by row when a value is beyond orjson (integers past 64 bits)."""
+        upsert = "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal"
+        try:
+            rows = orjson.dumps(
+                [[r, w.document_id, w.payload, w.internal] for r, w in zip(rowids, writes, strict=True)]
+            )
+        except TypeError:
+            conn.executemany(
+                f"INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) {upsert}",
+                [
+                    (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
+                    for r, w in zip(rowids, writes, strict=True)
+                ],
+            )
+            return
+        conn.execute(
+            "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) "
+            f"SELECT j.value ->> 0, ?, j.value ->> 1, j.value -> 2, j.value -> 3 FROM json_each(?) j WHERE true {upsert}",
+            (cid, rows),
+        )
+
     def _write_vectors(
         self,
         conn: sqlite3.Connection,
@@ -200,9 +218,10 @@ class DocumentsMixin:
             conn.executemany(f"DELETE FROM vec_{seq} WHERE rowid = ?", missing)
         blob, size = matrix.tobytes(), matrix.shape[1] * 4
         conn.execute(f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
-        conn.executemany(
-            f"INSERT OR REPLACE INTO vec_{seq}(rowid, vec) VALUES (?,?)",
-            [(r, blob[i * size : (i + 1) * size]) for i, (r, _) in enumerate(have)],
+        conn.execute(  # one statement: the rows are slices of one blob (see _insert_documents)
+            f"INSERT OR REPLACE INTO vec_{seq}(rowid, vec) "
+            f"SELECT j.value, substr(?, j.key * {size} + 1, {size}) FROM json_each(?) j",
+            (blob, orjson.dumps([r for r, _ in have])),
         )
         return seq, [r for r, _ in have], [w.document_id for _, w in have], matrix
 
@@ -217,13 +236,14 @@ class DocumentsMixin:
     ) -> None:
         for chunk in _chunks(replaced):
             conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})", list(chunk))
-        conn.executemany(
-            f"INSERT INTO fts_{seq}(rowid, text) VALUES (?, ?)",
-            [
-                (r, w.texts[feature.name])
-                for r, w in zip(rowids, writes, strict=True)
-                if w.texts.get(feature.name)
-            ],
+        rows = [
+            [r, w.texts[feature.name]]
+            for r, w in zip(rowids, writes, strict=True)
+            if w.texts.get(feature.name)
+        ]
+        conn.execute(  # one statement: tokenising runs without the GIL (see _insert_documents)
+            f"INSERT INTO fts_{seq}(rowid, text) SELECT j.value ->> 0, j.value ->> 1 FROM json_each(?) j",
+            (orjson.dumps(rows),),
         )
 
     def _bump(self, conn: sqlite3.Connection, collection_id: str) -> int:
