@@ -7,11 +7,11 @@ their vectors supplied, so no embedding runs. Figures:
 1. Ingest docs/s: POST …/documents/batch in batches of ``--batch``, every body encoded (orjson) before
    the clock starts, so the figure is the server's rate (documents over the wall-clock time of the
    whole load). Vectors go as base64 float32 strings (``--vector-format b64``, the bulk-load fast path)
-   or as JSON number lists (``json``). Then the time until indexed: GET …/vector-index polled until
-   every feature has ``pending == 0`` and ``building == false`` (a feature below the HNSW threshold is
-   exact by design and only needs ``building == false``); after ``--poll-timeout`` s, or at once with
+   or as JSON number lists (``json``), over ``--clients`` (2) concurrent connections. Then the time
+   until indexed: GET …/vector-index polled until every feature has ``pending == 0`` and
+   ``building == false`` (a feature below the HNSW threshold reports nothing pending); after ``--poll-timeout`` s, or at once with
    ``--build-now``, POST …/vector-index/build ``{"wait": true}``. The report says which.
-2. Latency over HTTP, one keep-alive client, ad hoc POST /v1/retrievers/execute, ``--queries`` queries
+2. Latency over HTTP, one keep-alive client (http.client: ~0.1 ms of client cost a request), ad hoc POST /v1/retrievers/execute, ``--queries`` queries
    per type after 20 warm-up queries: dense (top_k 10), BM25 (top_k 10), hybrid (dense and BM25 legs
    of top_k 50 each, RRF k=60, final_top_k 10), hybrid with a 10 % and a 1 % filter, and dense with a
    10 % and a 1 % filter. p50/p95/p99 and the search path each search took (``hnsw``/``exact``/``bm25``,
@@ -22,8 +22,10 @@ their vectors supplied, so no embedding runs. Figures:
 4. The server's peak RSS (VmHWM of /proc/<pid>/status at the end) and VmRSS sampled during ingest.
 5. An in-process baseline: the same dense queries on faiss ``IndexHNSWFlat`` (inner product) with the
    server's M / efConstruction / efSearch, one thread, one query at a time; and the HTTP floor
-   (GET /v1/health on the same client). Both ratios are printed. The exact ground truth and this
-   index are made after the server has stopped, from the vectors regenerated chunk by chunk.
+   (GET /v1/health on the same client); and the same dense queries through Siftline's executor in
+   this process (no HTTP), over the server's data once it has stopped. Every ratio is printed. The
+   exact ground truth and the faiss index are made after the server has stopped, from the vectors
+   regenerated chunk by chunk.
 
 Results are printed (and, unless ``--no-write``, written to docs/BENCHMARKS.md as section
 ``scale-<size>``); ``--json PATH`` writes every figure as JSON. Exits 1 when a step failed (the
@@ -39,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
+import http.client
 import os
 import shlex
 import statistics
@@ -46,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,23 +285,40 @@ def prepare_bodies(
 
 
 def ingest(
-    http: httpx.Client, world: Synthetic, n: int, batch: int, targets: set[int], vector_format: str
+    http: httpx.Client,
+    world: Synthetic,
+    n: int,
+    batch: int,
+    targets: set[int],
+    vector_format: str,
+    clients: int,
 ) -> Ingest:
+    """POST every body; ``clients`` connections send concurrently (one request each in flight), so the
+    server parses and validates one batch while SQLite writes another."""
     bodies, texts = prepare_bodies(world, n, batch, targets, vector_format)
-    sent = 0
-    with progress(f"ingest {n:,} documents (batches of {batch:,})", n) as advance:
-        t0 = time.perf_counter()
-        while bodies:
-            body, count = bodies.pop(0)
-            checked(
-                http.post(
-                    f"/v1/collections/{COLL}/documents/batch",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
+    local = threading.local()
+
+    def post(item: tuple[bytes, int]) -> int:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(base_url=http.base_url, headers=http.headers, timeout=600)
+        body, count = item
+        checked(
+            client.post(
+                f"/v1/collections/{COLL}/documents/batch",
+                content=body,
+                headers={"Content-Type": "application/json"},
             )
-            sent += count
-            advance(count)
+        )
+        return count
+
+    sent = 0
+    with progress(f"ingest {n:,} documents (batches of {batch:,}, {clients} connections)", n) as advance:
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            for count in pool.map(post, bodies):
+                sent += count
+                advance(count)
         seconds = time.perf_counter() - t0
     if sent != n:
         raise StepFailed(f"sent {sent} documents, expected {n}")
@@ -405,15 +427,35 @@ class Measured:
     searches: list[list[dict[str, Any]]]  # stage metadata "searches" of each query
 
 
-def run_queries(http: httpx.Client, bodies: list[bytes], advance: Callable[[int], None]) -> Measured:
+class RawClient:
+    """A keep-alive HTTP/1.1 client on the standard library's http.client, for the latency loops: it
+    costs about 0.1 ms a request where httpx costs about 0.6, so the figures are the server's."""
+
+    def __init__(self, url: str, key: str) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        self.conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port or 80, timeout=600)
+        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        self.conn.request(method, path, body=body, headers=self.headers)
+        response = self.conn.getresponse()
+        content = response.read()
+        if response.status >= 400:
+            raise StepFailed(f"{method} {path} -> {response.status}: {content[:1000]!r}")
+        return content
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def run_queries(client: RawClient, bodies: list[bytes], advance: Callable[[int], None]) -> Measured:
     """The first WARMUP bodies unmeasured, then the rest one at a time."""
     out = Measured([], [], [])
-    headers = {"Content-Type": "application/json"}
     for i, body in enumerate(bodies):
         t0 = time.perf_counter()
-        response = http.post("/v1/retrievers/execute", content=body, headers=headers)
+        content = client.request("POST", "/v1/retrievers/execute", body)
         elapsed = (time.perf_counter() - t0) * 1000
-        data = orjson.loads(checked(response).content)
+        data = orjson.loads(content)
         if data.get("status") != "completed" or data.get("error"):
             raise StepFailed(f"execute failed: {data.get('error')}")
         if i >= WARMUP:
@@ -425,14 +467,42 @@ def run_queries(http: httpx.Client, bodies: list[bytes], advance: Callable[[int]
     return out
 
 
-def health_floor(http: httpx.Client, n: int) -> list[float]:
+def health_floor(client: RawClient, n: int) -> list[float]:
     samples = []
     for i in range(n + WARMUP):
         t0 = time.perf_counter()
-        checked(http.get("/v1/health"))
+        client.request("GET", "/v1/health")
         if i >= WARMUP:
             samples.append((time.perf_counter() - t0) * 1000)
     return samples
+
+
+def inprocess_dense(data_dir: Path, env: dict[str, str], bodies: list[bytes]) -> dict[str, float]:
+    """p50/p95/p99 of the dense queries run by Siftline's executor in this process (no HTTP, no JSON
+    request parsing): the engine's own overhead over the index library, beside the HTTP figure."""
+    from siftline.config import Settings
+    from siftline.service import namespaces
+    from siftline.service.container import Services
+
+    overrides = {k.removeprefix("SIFTLINE_").lower(): v for k, v in env.items() if k.startswith("SIFTLINE_")}
+    svc = Services.open(Settings(data_dir=data_dir, **overrides))
+    try:
+        ns = namespaces.ensure_namespace(svc.storage, "default")
+        requests = [orjson.loads(b) for b in bodies]
+        samples = []
+        with progress("dense queries in process (no HTTP)", len(requests)) as advance:
+            for i, request in enumerate(requests):
+                t0 = time.perf_counter()
+                out = svc.executor.execute_adhoc(ns, request)
+                elapsed = (time.perf_counter() - t0) * 1000
+                if out.get("status") != "completed":
+                    raise StepFailed(f"in-process execute failed: {out.get('error')}")
+                if i >= WARMUP:
+                    samples.append(elapsed)
+                advance(1)
+    finally:
+        svc.close()
+    return {k: round(v, 3) for k, v in percentiles(samples).items()}
 
 
 def leg_names(qt: QueryType) -> list[str]:
@@ -533,7 +603,8 @@ def render(fig: dict[str, Any]) -> str:
         f"| ingest over HTTP, batches of {fig['batch']:,} | "
         + (
             f"**{ing['docs_per_s']:,.0f} docs/s** ({ing['seconds']:.1f} s, {ing['batches']} requests; "
-            f"vectors as {ing['vector_format']}, bodies encoded before the clock started) |"
+            f"{ing.get('clients', 1)} connections, vectors as {ing['vector_format']}, bodies encoded before "
+            "the clock started) |"
             if ing
             else "failed |"
         ),
@@ -582,7 +653,7 @@ def render(fig: dict[str, Any]) -> str:
         )
     floor, base = fig.get("health_floor_ms"), fig.get("baseline")
     dense = lat.get("dense")
-    lines += ["", "| dense query: Siftline over HTTP vs in-process faiss | value |", "|---|---|"]
+    lines += ["", "| dense query: Siftline vs faiss in process | value |", "|---|---|"]
     lines.append(f"| Siftline dense p50 over HTTP | {fmt(dense and dense['p50'], '.2f')} ms |")
     lines.append(f"| HTTP floor: GET /v1/health p50, same client | {fmt(floor and floor['p50'], '.2f')} ms |")
     if base:
@@ -593,6 +664,13 @@ def render(fig: dict[str, Any]) -> str:
             f"build {base['build_s']:.1f} s on {base['build_threads']} threads) |",
             f"| ratio Siftline p50 / faiss p50 | {fmt(fig.get('ratio'), '.1f')}x |",
             f"| ratio (Siftline p50 - floor) / faiss p50 | {fmt(fig.get('ratio_minus_floor'), '.1f')}x |",
+        ]
+    inproc = fig.get("inprocess_dense_ms")
+    if inproc:
+        lines += [
+            f"| Siftline dense p50 in process (executor, no HTTP) | {inproc['p50']:.2f} ms "
+            f"(p95 {inproc['p95']:.2f}, p99 {inproc['p99']:.2f}) |",
+            f"| ratio Siftline in-process p50 / faiss p50 | {fmt(fig.get('ratio_inprocess'), '.1f')}x |",
         ]
     else:
         lines.append("| faiss baseline | n/a (see failures) |")
@@ -660,6 +738,7 @@ def main() -> int:
         "--queries", type=int, default=200, help="measured queries per type (after 20 warm-up)"
     )
     parser.add_argument("--batch", type=int, default=5000, help="documents per POST …/documents/batch")
+    parser.add_argument("--clients", type=int, default=2, help="concurrent connections during ingest")
     parser.add_argument(
         "--vector-format",
         choices=["b64", "json"],
@@ -702,13 +781,16 @@ def main() -> int:
             fig["rss"] = {"start_mb": start_kb / 1024 if start_kb else None}
             checked(http.post("/v1/collections", json=COLLECTION))
             with RssSampler(pid) as sampler:
-                result = ingest(http, world, n, args.batch, set(targets.tolist()), args.vector_format)
+                result = ingest(
+                    http, world, n, args.batch, set(targets.tolist()), args.vector_format, args.clients
+                )
             fig["rss"]["ingest_peak_mb"] = sampler.peak_mb()
             fig["ingest"] = {
                 "seconds": round(result.seconds, 2),
                 "docs_per_s": round(result.docs_per_s, 1),
                 "batches": result.batches,
                 "vector_format": args.vector_format,
+                "clients": args.clients,
             }
             print(
                 f"ingest: {n:,} documents in {result.seconds:.1f} s = {result.docs_per_s:,.0f} docs/s",
@@ -732,13 +814,15 @@ def main() -> int:
                 qt.name: [request_body(qt, v, s) for v, s in zip(vectors, texts, strict=True)]
                 for qt in QUERY_TYPES
             }
+            raw = RawClient(server.url, key)
             with progress("queries over HTTP", len(QUERY_TYPES) * len(targets)) as advance:
                 for qt in QUERY_TYPES:
                     try:
-                        measured[qt.name] = run_queries(http, bodies[qt.name], advance)
-                    except (StepFailed, httpx.HTTPError, KeyError) as exc:
+                        measured[qt.name] = run_queries(raw, bodies[qt.name], advance)
+                    except (StepFailed, OSError, KeyError) as exc:
                         failures.append(f"{qt.name} queries: {exc}")
-            floor = health_floor(http, n_queries)
+            floor = health_floor(raw, n_queries)
+            raw.close()
             fig["health_floor_ms"] = {k: round(v, 3) for k, v in percentiles(floor).items()}
             end_kb, hwm_kb = proc_status_kb(pid, "VmRSS"), proc_status_kb(pid, "VmHWM")
             fig["rss"] |= {
@@ -752,6 +836,11 @@ def main() -> int:
             server.stop()
             if failures and stderr_tail:
                 print("server stderr (tail):\n" + "\n".join(stderr_tail), file=sys.stderr)
+        if "dense" in measured:  # the same dense queries through Siftline's engine in this process
+            try:
+                fig["inprocess_dense_ms"] = inprocess_dense(Path(tmp) / "data", env, bodies["dense"])
+            except Exception as exc:  # reported, not fatal: the HTTP figures stand on their own
+                failures.append(f"in-process dense queries: {exc!r}")
 
     # ground truth and the in-process baseline, with the server stopped (nothing competes for the cores)
     feat = dense_status(status)
@@ -776,6 +865,8 @@ def main() -> int:
         if dense and floor_ms:
             fig["ratio"] = round(dense["p50"] / base["p50"], 2)
             fig["ratio_minus_floor"] = round((dense["p50"] - floor_ms["p50"]) / base["p50"], 2)
+        if fig.get("inprocess_dense_ms"):
+            fig["ratio_inprocess"] = round(fig["inprocess_dense_ms"]["p50"] / base["p50"], 2)
 
     filtered = fig.get("latency", {}).get("dense + 1% filter", {}).get("recall_at_10")
     if filtered is not None:

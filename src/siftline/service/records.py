@@ -69,7 +69,8 @@ class _Marks:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="siftline-progress", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0][1] == self._count:  # a new earliest mark: wake the thread to wait for it
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
