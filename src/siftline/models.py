@@ -66,7 +66,7 @@ class Feature:
     metric: Metric | None = None
     source_fields: tuple[str, ...] = ()  # document fields whose text feeds the feature
 
-    @property
+    @cached_property
     def uri(self) -> str:
         return f"mixpeek://{self.extractor}@{self.version}/{self.name}"
 

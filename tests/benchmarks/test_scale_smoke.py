@@ -54,8 +54,25 @@ def test_scale_benchmark_at_10k(tmp_path: Path) -> None:
     assert fig["latency"]["hybrid"]["legs"]["bm25"]["paths"] == {"bm25": 30}
     assert fig["baseline"]["p50"] > 0 and 0 < fig["baseline"]["recall_at_10"] <= 1
     assert fig["health_floor_ms"]["p50"] > 0 and fig["ratio"] > 0
+    assert fig["inprocess_dense_ms"]["p50"] > 0 and fig["ratio_inprocess"] > 0
     assert fig["rss"]["vm_hwm_mb"] >= fig["rss"]["ingest_peak_mb"] > 0
 
     report = done.stdout
-    for figure in ("docs/s", "time until indexed", "recall@10", "VmHWM", "faiss", "HTTP floor", *QUERY_TYPES):
+    for figure in ("docs/s", "time until indexed", "recall@10", "VmHWM", "faiss", "HTTP floor", "in process",
+                   *QUERY_TYPES):  # fmt: skip
         assert figure in report, figure
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ann_choice_benchmark_at_10k() -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/ann_choice.py", "--docs", "10000", "--queries", "30", "--no-write"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-5000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| faiss-cpu")]
+    assert len(rows) == 8  # seven efSearch values and the filtered search
+    recalls = [float(row.rstrip(" |").rsplit("|", 1)[1]) for row in rows]
+    assert all(0 < r <= 1 for r in recalls) and max(recalls) >= 0.95
+    assert "hnswlib" in done.stdout  # measured, or named as not installed
