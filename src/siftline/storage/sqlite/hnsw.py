@@ -20,6 +20,7 @@ import numpy as np
 
 from siftline.models import Metric
 
+EF_REFERENCE = 100_000  # the segment size ef_search is meant for (see HnswConfig.ef_for)
 ADD_CHUNK = 20_000  # vectors added per faiss call while building (the builder checks for shutdown between)
 faiss: Any = _faiss  # its type stubs lack the HNSW search parameters and counters
 _STATS_LOCK = threading.Lock()  # faiss keeps its HNSW counters in one global
@@ -33,6 +34,18 @@ class HnswConfig:
     ef_search: int = 96
     exact_filter_max: float = 0.02
     exact_filter_floor: int = 2_000
+
+    def ef_for(self, size: int, share: float = 1.0) -> int:
+        """The candidate list for a segment of ``size`` vectors when a filter passes ``share`` of them.
+
+        ``ef_search`` holds up to ``EF_REFERENCE`` vectors; a larger graph is walked wider, by
+        sqrt(size / EF_REFERENCE), which keeps recall@10 about level (on the scale benchmark's vectors
+        faiss gave 0.914 at 1M with 96 and 0.955 with 256: "ANN library choice" in docs/BENCHMARKS.md);
+        a filter widens it by
+        1 / sqrt(share) (share at least 5 %), since the walk skips the vectors it does not pass.
+        """
+        wider = max(1.0, size / EF_REFERENCE) ** 0.5 / max(share, 0.05) ** 0.5
+        return int(min(4096, self.ef_search * wider))
 
     def exact_filter_limit(self, live: int) -> int:
         """A filter passing at most this many of ``live`` vectors is searched exactly."""

@@ -234,19 +234,19 @@ class VectorIndex:
     def _hnsw(
         self, query: np.ndarray, top_k: int, allowed: np.ndarray | None, stats: SearchStats
     ) -> tuple[np.ndarray, np.ndarray]:
-        ef = self.config.ef_search
-        passing = None
+        passing, share = None, 1.0
         if allowed is not None:
             passing = np.zeros(self._size, dtype=bool)
             passing[allowed] = True
             share = allowed.size / max(1, self._count)
-            ef = int(min(4096, ef / max(share, 0.05) ** 0.5))  # sparser filters need a wider walk
-        stats.path, stats.ef_search, stats.segments = "hnsw", max(ef, top_k), len(self._segments)
+        stats.path, stats.segments, stats.ef_search = "hnsw", len(self._segments), 0
         found_slots, found_scores = [], []
         for i, segment in enumerate(self._segments):
             mask = self._segment_mask(i, segment)
             if passing is not None:
                 mask = passing[segment.slots] if mask is None else mask & passing[segment.slots]
+            ef = max(self.config.ef_for(len(segment), share), top_k)
+            stats.ef_search = max(stats.ef_search or 0, ef)
             slots, scores, examined = segment.search(query, top_k, ef, mask)
             stats.candidates_examined += examined
             found_slots.append(slots)
