@@ -87,6 +87,7 @@ def content_hash(payload: dict[str, Any]) -> str:
 
 
 _NUMBER_TYPES = frozenset({int, float})
+DECODE_SLICE = 500  # base64 vectors decoded per call (about 1 MB)
 
 
 def _decode_vector(value: Any) -> np.ndarray | None:
@@ -130,13 +131,19 @@ def _predecode(collection: Collection, docs: list[Any]) -> dict[str, np.ndarray]
         values = [d.get("vectors", {}).get(key) if isinstance(d, dict) else None for d in docs]
         if not all(type(v) is str and len(v) == size for v in values):
             continue
-        try:  # without validate, stray characters are dropped: the length check below catches them
-            raw = base64.b64decode("".join(cast(list[str], values)))
+        matrix = np.empty((len(docs), feature.dimension), dtype=np.float32)
+        try:  # in slices: one long call would hold the GIL while another request's SQLite work waits for it
+            for start in range(0, len(values), DECODE_SLICE):
+                # without validate, stray characters are dropped: the length check catches them
+                raw = base64.b64decode("".join(cast(list[str], values[start : start + DECODE_SLICE])))
+                rows = min(DECODE_SLICE, len(values) - start)
+                if len(raw) != 4 * feature.dimension * rows:
+                    raise ValueError("length")
+                matrix[start : start + rows] = np.frombuffer(raw, dtype="<f4").reshape(
+                    rows, feature.dimension
+                )
         except (binascii.Error, ValueError):
             continue
-        if len(raw) != 4 * feature.dimension * len(docs):
-            continue
-        matrix = np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(len(docs), feature.dimension)
         if np.isfinite(matrix).all():
             out[key] = matrix
     return out

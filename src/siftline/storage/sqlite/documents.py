@@ -258,15 +258,12 @@ class DocumentsMixin:
     def _rowids(
         self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]
     ) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for chunk in _chunks(list(dict.fromkeys(document_ids))):
-            rows = conn.execute(
-                f"SELECT document_id, rowid FROM documents WHERE collection_id = ? "
-                f"AND document_id IN ({','.join('?' * len(chunk))})",
-                [collection_id, *chunk],
-            )
-            found.update({doc_id: rowid for doc_id, rowid in rows})
-        return found
+        rows = conn.execute(  # one statement however many ids (SQLite reads them from a JSON array)
+            "SELECT document_id, rowid FROM documents WHERE collection_id = ? "
+            "AND document_id IN (SELECT value FROM json_each(?))",
+            (collection_id, orjson.dumps(list(dict.fromkeys(document_ids)))),
+        )
+        return dict(rows.fetchall())
 
     def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
         cid = collection.collection_id
