@@ -856,8 +856,12 @@ def main() -> int:
         qt.name: summarize(qt, measured[qt.name], exact) for qt in QUERY_TYPES if qt.name in measured
     }
     if hnsw is not None and feat is not None:
+        # the efSearch Siftline's dense queries used (it widens ef_search for large segments), else the setting
+        used = (fig["latency"].get("dense", {}).get("legs", {}).get("dense", {}).get("ef_search") or [None])[
+            -1
+        ]
         base = {"m": int(feat["m"]), "ef_construction": int(feat["ef_construction"]),
-                "ef_search": int(feat["ef_search"]), "build_s": round(build_s, 2),
+                "ef_search": int(used or feat["ef_search"]), "build_s": round(build_s, 2),
                 "build_threads": os.cpu_count() or 1}  # fmt: skip
         base |= faiss_search(hnsw, vectors, exact, base["ef_search"])
         fig["baseline"] = base

@@ -28,7 +28,8 @@ from siftline.storage.sqlite import payload_index, snapshots
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.filter_sql import json_path
 from siftline.storage.sqlite.indexer import Indexer
-from siftline.storage.sqlite.vectors import VectorIndex, prepare
+from siftline.storage.sqlite.staging import Staged, StagedTexts, StagedVectors, stage
+from siftline.storage.sqlite.vectors import VectorIndex
 
 _CHUNK = 500
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -74,6 +75,24 @@ def decode_cursor(cursor: str, key: str) -> int:
         ) from exc
 
 
+class _Rows:
+    """Where a batch's rows go: ``base + position`` when every document is new (the JSON prepared
+    outside the lock is used as is), else each position's rowid, spelled out in the JSON."""
+
+    def __init__(self, base: int | None, rowids: list[int]) -> None:
+        self.base = base
+        self.rowids = rowids
+
+    def rowid_sql(self, position: str) -> str:
+        return f"(? + {position})" if self.base is not None else position
+
+    def params(self) -> tuple[int, ...]:
+        return (self.base,) if self.base is not None else ()
+
+    def positions_or_rowids(self, positions: list[int]) -> list[int]:
+        return positions if self.base is not None else [self.rowids[p] for p in positions]
+
+
 class DocumentsMixin:
     db: Database
     vectors_dir: Path
@@ -91,6 +110,8 @@ class DocumentsMixin:
                 conn.execute(
                     f"CREATE VIRTUAL TABLE IF NOT EXISTS fts_{seq} USING fts5(text, tokenize='porter unicode61')"
                 )
+                # merge segments 16 at a time rather than 4: inserts about 13 % cheaper, queries as fast
+                conn.execute(f"INSERT INTO fts_{seq}(fts_{seq}, rank) VALUES ('automerge', 16)")
             else:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
@@ -130,10 +151,9 @@ class DocumentsMixin:
         if not writes:
             return
         cid = collection.collection_id
+        staged = stage(collection, writes)  # outside the lock (see staging.py)
         with self.db.write_lock:
-            for (
-                feature
-            ) in collection.dense_features:  # loaded and current before the write, kept in step after
+            for feature in collection.dense_features:  # loaded and current before the write, in step after
                 self._index(collection, feature)
             with self.db.write() as conn:
                 existing = self._rowids(conn, cid, [w.document_id for w in writes])
@@ -144,106 +164,96 @@ class DocumentsMixin:
                         f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
                         {"document_ids": taken},
                     )
-                next_rowid = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
+                base = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
                 rowids: list[int] = []
+                next_rowid = base
                 for w in writes:
                     rowid = existing.get(w.document_id)
                     if rowid is None:
                         rowid, next_rowid = next_rowid, next_rowid + 1
                     rowids.append(rowid)
-                self._insert_documents(conn, cid, rowids, writes)
-                payload_index.note_multi_valued(conn, collection, (w.payload for w in writes))
-                updates = [
-                    self._write_vectors(
-                        conn, f, self._feature_seq(conn, cid, f), rowids, writes, bool(existing)
-                    )
-                    for f in collection.dense_features
-                ]
-                for feature in collection.features:
-                    if feature.kind == "bm25":
-                        seq = self._feature_seq(conn, cid, feature)
-                        self._write_texts(conn, feature, seq, rowids, writes, list(existing.values()))
+                at = _Rows(base if not existing else None, rowids)
+                self._insert_documents(conn, cid, at, writes, staged)
+                payload_index.note_multi_valued(conn, collection, staged.multi_valued)
+                seqs = [self._feature_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
+                for seq, vectors in zip(seqs, staged.vectors, strict=True):
+                    self._write_vectors(conn, seq, at, vectors)
+                for texts in staged.texts:
+                    self._write_texts(conn, self._feature_seq(conn, cid, texts.feature), at, texts, existing)
                 version = self._bump(conn, cid)
-            for seq, have_rowids, have_ids, vectors in updates:
+            for seq, vectors in zip(seqs, staged.vectors, strict=True):
                 index = self._indexes.get(seq)
                 if index is not None and index.version == version - 1:
-                    gone = set(existing.values()) - set(have_rowids)
-                    index.remove(sorted(gone))
-                    index.upsert(have_rowids, have_ids, vectors)
+                    have = [rowids[p] for p in vectors.positions]
+                    index.remove(sorted(set(existing.values()) - set(have)))
+                    index.upsert(have, [writes[p].document_id for p in vectors.positions], vectors.matrix)
                     index.version = version
             self._indexer.poke()
 
     def _insert_documents(
-        self, conn: sqlite3.Connection, cid: str, rowids: list[int], writes: Sequence[DocumentWrite]
+        self,
+        conn: sqlite3.Connection,
+        cid: str,
+        at: _Rows,
+        writes: Sequence[DocumentWrite],
+        staged: Staged,
     ) -> None:
         """One statement over a JSON array (SQLite parses it in C, without the GIL: a concurrent request
         prepares its batch meanwhile); row by row when a value is beyond orjson (integers past 64 bits)."""
         upsert = "ON CONFLICT(rowid) DO UPDATE SET payload = excluded.payload, internal = excluded.internal"
-        try:
-            rows = orjson.dumps(
-                [[r, w.document_id, w.payload, w.internal] for r, w in zip(rowids, writes, strict=True)]
+        columns = "INSERT INTO documents(rowid, collection_id, document_id, payload, internal)"
+        docs_json = staged.docs_json
+        if docs_json is not None and at.base is None:  # replacing some: spell the rowids out
+            docs_json = orjson.dumps(
+                [[r, w.document_id, w.payload, w.internal] for r, w in zip(at.rowids, writes, strict=True)]
             )
-        except TypeError:
+        if docs_json is None:
             conn.executemany(
-                f"INSERT INTO documents(rowid, collection_id, document_id, payload, internal) VALUES (?,?,?,?,?) {upsert}",
+                f"{columns} VALUES (?,?,?,?,?) {upsert}",
                 [
                     (r, cid, w.document_id, _dumps(w.payload), _dumps(w.internal))
-                    for r, w in zip(rowids, writes, strict=True)
+                    for r, w in zip(at.rowids, writes, strict=True)
                 ],
             )
-            return
-        conn.execute(
-            "INSERT INTO documents(rowid, collection_id, document_id, payload, internal) "
-            f"SELECT j.value ->> 0, ?, j.value ->> 1, j.value -> 2, j.value -> 3 FROM json_each(?) j WHERE true {upsert}",
-            (cid, rows),
-        )
+        elif at.base is not None:
+            conn.execute(
+                f"{columns} SELECT ? + j.key, ?, j.value ->> 0, j.value -> 1, j.value -> 2 "
+                f"FROM json_each(?) j WHERE true {upsert}",
+                (at.base, cid, docs_json),
+            )
+        else:
+            conn.execute(
+                f"{columns} SELECT j.value ->> 0, ?, j.value ->> 1, j.value -> 2, j.value -> 3 "
+                f"FROM json_each(?) j WHERE true {upsert}",
+                (cid, docs_json),
+            )
 
-    def _write_vectors(
-        self,
-        conn: sqlite3.Connection,
-        feature: Feature,
-        seq: int,
-        rowids: list[int],
-        writes: Sequence[DocumentWrite],
-        replaced: bool,
-    ) -> tuple[int, list[int], list[str], np.ndarray]:
-        have = [(r, w) for r, w in zip(rowids, writes, strict=True) if feature.name in w.vectors]
-        matrix = (
-            prepare(np.stack([w.vectors[feature.name] for _, w in have]), feature.metric or "cosine")
-            if have
-            else np.zeros((0, feature.dimension or 0), dtype=np.float32)
-        )
-        if replaced:
-            missing = [(r,) for r, w in zip(rowids, writes, strict=True) if feature.name not in w.vectors]
+    def _write_vectors(self, conn: sqlite3.Connection, seq: int, at: _Rows, vectors: StagedVectors) -> None:
+        if at.base is None:  # replacing: documents that now come without this vector lose it
+            have = set(vectors.positions)
+            missing = [(r,) for i, r in enumerate(at.rowids) if i not in have]
             conn.executemany(f"DELETE FROM vec_{seq} WHERE rowid = ?", missing)
-        blob, size = matrix.tobytes(), matrix.shape[1] * 4
+        size = vectors.matrix.shape[1] * 4
         conn.execute(f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
         conn.execute(  # one statement: the rows are slices of one blob (see _insert_documents)
             f"INSERT OR REPLACE INTO vec_{seq}(rowid, vec) "
-            f"SELECT j.value, substr(?, j.key * {size} + 1, {size}) FROM json_each(?) j",
-            (blob, orjson.dumps([r for r, _ in have])),
+            f"SELECT {at.rowid_sql('j.value')}, substr(?, j.key * {size} + 1, {size}) FROM json_each(?) j",
+            (*at.params(), vectors.blob, orjson.dumps(at.positions_or_rowids(vectors.positions))),
         )
-        return seq, [r for r, _ in have], [w.document_id for _, w in have], matrix
 
     def _write_texts(
-        self,
-        conn: sqlite3.Connection,
-        feature: Feature,
-        seq: int,
-        rowids: list[int],
-        writes: Sequence[DocumentWrite],
-        replaced: list[int],
+        self, conn: sqlite3.Connection, seq: int, at: _Rows, texts: StagedTexts, existing: dict[str, int]
     ) -> None:
+        replaced = list(existing.values())
         for chunk in _chunks(replaced):
             conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})", list(chunk))
-        rows = [
-            [r, w.texts[feature.name]]
-            for r, w in zip(rowids, writes, strict=True)
-            if w.texts.get(feature.name)
-        ]
+        rows = orjson.dumps(
+            [[p, t] for p, t in zip(at.positions_or_rowids(texts.positions), texts.texts, strict=True)]
+        )
         conn.execute(  # one statement: tokenising runs without the GIL (see _insert_documents)
-            f"INSERT INTO fts_{seq}(rowid, text) SELECT j.value ->> 0, j.value ->> 1 FROM json_each(?) j",
-            (orjson.dumps(rows),),
+            f"INSERT INTO fts_{seq}(rowid, text) SELECT {at.rowid_sql('j.value ->> 0')}, j.value ->> 1 "
+            "FROM json_each(?) j",
+            (*at.params(), rows),
         )
 
     def _bump(self, conn: sqlite3.Connection, collection_id: str) -> int:

@@ -68,14 +68,16 @@ def holds_many(payload: Any, parts: list[str]) -> bool:
     return isinstance(value, list | dict)
 
 
-def note_multi_valued(
-    conn: sqlite3.Connection, collection: Collection, payloads: Iterable[dict[str, Any]]
-) -> None:
-    """Record indexed fields that hold a list or an object in one of ``payloads``."""
+def multi_valued_fields(collection: Collection, payloads: Iterable[dict[str, Any]]) -> set[str]:
+    """The indexed fields that hold a list or an object in one of ``payloads``."""
     fields = [(p.field_name, p.field_name.split(".")) for p in collection.payload_indexes]
     if not fields:
-        return
-    found = {name for payload in payloads for name, parts in fields if holds_many(payload, parts)}
+        return set()
+    return {name for payload in payloads for name, parts in fields if holds_many(payload, parts)}
+
+
+def note_multi_valued(conn: sqlite3.Connection, collection: Collection, found: set[str]) -> None:
+    """Record indexed fields found holding a list or an object (see :func:`multi_valued_fields`)."""
     if found:
         conn.executemany(
             "INSERT OR IGNORE INTO multi_valued(collection_id, field) VALUES (?, ?)",
