@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS multi_valued (
 
 
 CHECKPOINT_WAL_BYTES = 16 << 20
+RESTART_WAL_BYTES = 256 << 20
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -166,13 +167,23 @@ class Database:
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        """PASSIVE checkpoints (never blocking readers or the writer) once the WAL passes 16 MiB."""
+        """PASSIVE checkpoints (never blocking readers or the writer) once the WAL passes 16 MiB.
+
+        Under a steady stream of commits a passive checkpoint never catches up with the last frame, so
+        the WAL would never start over: it grew to gigabytes during a million-document load and every
+        page lookup slowed down with it (ingest fell from 20k to 10k docs/s). Past 256 MiB the
+        checkpoint is TRUNCATE instead: it waits for the current write to end, holds the next one back
+        while it copies what the passive ones left, and empties the log.
+        """
         wal = Path(f"{self.path}-wal")
         conn = self._connect()
         try:
             while not self._closing.wait(0.5):
                 with contextlib.suppress(OSError, sqlite3.Error):
-                    if wal.exists() and wal.stat().st_size > CHECKPOINT_WAL_BYTES:
+                    size = wal.stat().st_size if wal.exists() else 0
+                    if size > RESTART_WAL_BYTES:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    elif size > CHECKPOINT_WAL_BYTES:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             conn.close()
