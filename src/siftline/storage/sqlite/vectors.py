@@ -87,6 +87,7 @@ class VectorIndex:
         self.dirty = False
         self.building = False
         self.last_write = 0.0
+        self.pending_since = 0.0  # when the oldest vector of the pending tail was written
         self._rows = BlockMatrix(dimension)
         self._slot_rowid = np.zeros(0, dtype=np.int64)
         self._live = np.zeros(0, dtype=bool)
@@ -117,7 +118,7 @@ class VectorIndex:
             self._size, self._indexed = n, 0
             self._segments, self._masks = [], {}
             self.version = version
-            self.last_write = time.monotonic()
+            self.last_write = self.pending_since = time.monotonic()
 
     def _grow(self, needed: int) -> None:
         self._rows.ensure(needed)
@@ -138,6 +139,8 @@ class VectorIndex:
             n = len(rowids)
             self._grow(self._size + n)
             start = self._size
+            if self._indexed >= self._size:  # the tail was empty: these vectors start it
+                self.pending_since = time.monotonic()
             self._rows.put(start, np.asarray(vectors, dtype=np.float32))
             self._slot_rowid[start : start + n] = rowids
             self._live[start : start + n] = True
@@ -287,7 +290,10 @@ class VectorIndex:
         """Dead labels still inside segments."""
         return sum(int(len(s) - self._alive(s).sum()) for s in self._segments)
 
-    def needs_build(self, *, force: bool = False, idle_s: float = 1.0, max_wait_s: float = 30.0) -> bool:
+    def needs_build(self, *, force: bool = False, idle_s: float = 3.0, max_wait_s: float = 120.0) -> bool:
+        """Whether the builder should run now: writes paused for ``idle_s`` (a bulk load is not slowed by
+        building under it; a WAL checkpoint can hold writes back for a second or two), or the oldest
+        pending vector has waited ``max_wait_s`` under a steady trickle of writes, or tombstones piled up."""
         with self.lock:
             live = self._count
             if live < self.config.threshold and not force:
@@ -299,8 +305,9 @@ class VectorIndex:
                 return pending > 0 or self.tombstones() > 0 or (not self._segments and live > 0)
             if not pending and not too_dead:
                 return False
-            quiet = time.monotonic() - self.last_write
-            return quiet >= idle_s or quiet >= max_wait_s or bool(too_dead)
+            now = time.monotonic()
+            waited = now - self.pending_since if pending else 0.0
+            return now - self.last_write >= idle_s or waited >= max_wait_s or bool(too_dead)
 
     def plan_build(self, *, force: bool = False) -> BuildPlan | None:
         """What the next build does; vectors are copied so the build runs off the lock."""
@@ -331,6 +338,7 @@ class VectorIndex:
             self._segments = [*keep, segment] if segment is not None and len(segment) else keep
             self._indexed = plan.upto
             self._masks = {}
+            self.pending_since = time.monotonic()  # what is still pending was written after the plan
 
     def status(self) -> dict[str, Any]:
         """``pending``: vectors waiting for a build (none below the threshold, where search is exact)."""
