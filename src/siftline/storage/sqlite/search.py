@@ -25,6 +25,7 @@ class SearchMixin:
     db: Database
     vectors_dir: Path
     _indexes: dict[int, VectorIndex]
+    _feature_seqs: dict[tuple[str, str, str], int]
     _index_config: HnswConfig
     _indexer: Indexer
 
@@ -32,8 +33,10 @@ class SearchMixin:
 
     def _index(self, collection: Collection, feature: Feature) -> VectorIndex | None:
         """The in-memory index of a dense feature, (re)loaded when the database moved past it."""
-        with self.db.read() as conn:
-            seq = self._feature_seq_read(conn, collection.collection_id, feature)
+        seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
+        if seq is None:  # a read transaction only for the first lookup; searches reuse the number
+            with self.db.read() as conn:
+                seq = self._feature_seq_read(conn, collection.collection_id, feature)
         if seq < 0:
             return None
         index = self._indexes.get(seq)

@@ -287,8 +287,11 @@ class VectorIndex:
     # -- building -----------------------------------------------------------------------------------
 
     def tombstones(self) -> int:
-        """Dead labels still inside segments."""
-        return sum(int(len(s) - self._alive(s).sum()) for s in self._segments)
+        """Dead labels still inside segments (from the per-segment live masks, cached between writes)."""
+        return sum(
+            len(s) - int(mask.sum()) if (mask := self._segment_mask(i, s)) is not None else 0
+            for i, s in enumerate(self._segments)
+        )
 
     def needs_build(self, *, force: bool = False, idle_s: float = 3.0, max_wait_s: float = 120.0) -> bool:
         """Whether the builder should run now: writes paused for ``idle_s`` (a bulk load is not slowed by
