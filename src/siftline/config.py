@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         description="A filtered vector search whose filter passes at most this share of the vectors "
         "(or 2,000 of them, whichever is larger) is done exactly over the passing ones.",
     )
+    optimizer_enabled: bool = Field(
+        True,
+        description="Rewrite pipelines before running them with rules that keep results identical (a request "
+        "may also send optimize: false).",
+    )
+    cache_max_entries: int = Field(
+        10_000, ge=1, description="Most cached results and stage outputs kept by the storage backend (LRU)."
+    )
+    cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024, description="Most bytes of cached results and stage outputs kept (LRU)."
+    )
+    embedding_cache_size: int = Field(
+        10_000, ge=0, description="Query embeddings kept in memory (LRU, per model version); 0 turns it off."
+    )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
 
     @field_validator("log_level")

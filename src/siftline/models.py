@@ -182,3 +182,21 @@ class ExecutionRecord:
     completed_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     documents: list[dict[str, Any]] | None = None  # None: not retained (or not finished)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached value (an execution's result, or one stage's output) as a backend stores it.
+
+    ``value`` is opaque to storage (the service encodes it); times are Unix seconds; ``expires_at``
+    None means the entry is kept until evicted (least recently used first).
+    """
+
+    cache_key: str
+    namespace_id: str
+    kind: Literal["result", "stage"]
+    value: bytes
+    created_at: float
+    expires_at: float | None = None
+    retriever_id: str | None = None
+    execution_id: str | None = None

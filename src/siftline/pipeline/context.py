@@ -24,6 +24,49 @@ class StageStorage(DocumentStore, SearchIndex, Protocol):
     """The part of a storage backend stages use."""
 
 
+class QueryEmbeddings(Protocol):
+    """Query embeddings through a cache: ``(vector, served from the cache)``."""
+
+    def embed(self, text: str, use_cache: bool) -> tuple[np.ndarray, bool]: ...
+
+
+@dataclass
+class CachedStage:
+    """A stage output served from the stage cache."""
+
+    candidates: list[Any]  # list[Candidate]
+    metadata: dict[str, Any]
+    warnings: list[str]
+    limits: list[dict[str, Any]]
+    cached_at: float
+
+
+class StageCache(Protocol):
+    """Caches of whole stage outputs (``cache_behavior: aggressive`` and ``cache_config.cache_stage_names``)."""
+
+    def wanted(self, stage_name: str, cache_behavior: str) -> bool: ...
+    def lookup(self, key: str) -> CachedStage | None: ...
+    def store(self, key: str, stage_name: str, ttl_seconds: int | None, value: CachedStage) -> None: ...
+    def key(
+        self, ctx: ExecutionContext, stage: Any, rendered: dict[str, Any], candidates: list[Any]
+    ) -> str: ...
+
+
+@dataclass
+class AbsorbedRun:
+    """What a stage absorbed by the optimizer did, run inside the stage that absorbed it."""
+
+    name: str
+    stage_id: str
+    rule: str
+    merged_into: str
+    input_count: int
+    output_count: int
+    duration_ms: float
+    metadata: dict[str, Any]
+    stage_index: int = -1
+
+
 @dataclass
 class Budget:
     max_credits: float | None = None
@@ -62,12 +105,27 @@ class ExecutionContext:
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)  # the running stage's statistics metadata
     search_filter: Node | None = None  # the running search stage's filter: request filters AND pre_filters
-    query_cache: dict[str, np.ndarray] = field(default_factory=dict)  # query text → embedding, per execution
+    # query text → (embedding, served from the embedding cache), per execution
+    query_cache: dict[str, tuple[np.ndarray, bool]] = field(default_factory=dict)
     # what the execution record reports: filter conditions dropped for a missing input, caps that
     # clamped the request, and what was skipped and why
     relaxed: list[dict[str, Any]] = field(default_factory=list)
     limits: list[dict[str, Any]] = field(default_factory=list)
     degraded: list[dict[str, Any]] = field(default_factory=list)
+    # caches: skip_cache (no lookups; fresh results are still stored), the running stage's
+    # cache_behavior, query embeddings, and whole stage outputs
+    skip_cache: bool = False
+    cache_behavior: str = "auto"
+    embeddings: QueryEmbeddings | None = None
+    stage_cache: StageCache | None = None
+    # the optimizer: the running stage's absorbed stages (rule, planned stage, stage instance), its
+    # post_filters when storage evaluates them, what the absorbed stages did, and the requested page
+    # ([start, end) of the final list) when only it needs hydrating
+    absorbed: list[tuple[str, Any, Any]] = field(default_factory=list)
+    pushed_post_filter: Node | None = None
+    absorbed_runs: list[AbsorbedRun] = field(default_factory=list)
+    page_window: tuple[int, int] | None = None
+    stage_cache_hit: bool = False  # the running stage was served from a cache (e.g. every query embedding)
 
     def collection(self, identifier: str) -> Collection | None:
         for col in self.collections:
@@ -90,5 +148,10 @@ class ExecutionContext:
             "stage": self.stage_outputs,
         }
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self.embedder.embed([text])[0]
+    def embed_query(self, text: str) -> tuple[np.ndarray, bool]:
+        """The query's embedding and whether a cache served it (``cache_behavior: disabled`` and
+        ``skip_cache`` look nothing up)."""
+        use_cache = self.cache_behavior != "disabled" and not self.skip_cache
+        if self.embeddings is not None:
+            return self.embeddings.embed(text, use_cache)
+        return self.embedder.embed([text])[0], False

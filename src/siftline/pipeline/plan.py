@@ -40,6 +40,10 @@ SAMPLE_BY_TYPE: dict[str, Any] = {
 }
 
 
+CACHE_BEHAVIORS = ("auto", "disabled", "aggressive")
+MAX_CACHE_TTL_S = 365 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class PlannedStage:
     index: int
@@ -50,6 +54,13 @@ class PlannedStage:
     pre_filters: dict[str, Any] | None
     post_filters: dict[str, Any] | None
     on_error: str  # "error" | "skip"
+    # any stage's parameters may carry these (as the SDK sends them); kept apart from the stage's Params
+    cache_behavior: str = "auto"  # auto | disabled | aggressive
+    cache_ttl_seconds: int | None = None
+    # set by the optimizer: stages this one runs on its own (rule, stage), in pipeline order, and
+    # whether its post_filters are evaluated by storage inside the stage
+    absorbed: tuple[tuple[str, PlannedStage], ...] = ()
+    post_filters_pushed: bool = False
 
     @property
     def stage_class(self) -> type[Stage[Any]]:
@@ -57,7 +68,12 @@ class PlannedStage:
 
     def to_config(self) -> dict[str, Any]:
         """The normalised stage form stored and returned."""
-        config: dict[str, Any] = {"stage_id": self.stage_id, "parameters": self.parameters}
+        parameters = dict(self.parameters)
+        if self.cache_behavior != "auto":
+            parameters["cache_behavior"] = self.cache_behavior
+        if self.cache_ttl_seconds is not None:
+            parameters["cache_ttl_seconds"] = self.cache_ttl_seconds
+        config: dict[str, Any] = {"stage_id": self.stage_id, "parameters": parameters}
         if self.pre_filters:
             config["pre_filters"] = self.pre_filters
         if self.post_filters:
@@ -96,6 +112,8 @@ def _normalise(raw: Any, loc: Loc) -> dict[str, Any]:
     params = config.get("parameters") or {}
     if not isinstance(params, dict):
         raise ValidationError.at([*loc, "config", "parameters"], "parameters is an object")
+    params = dict(params)
+    behavior, ttl = _cache_params(params, [*loc, "config", "parameters"])
     name = raw.get("stage_name") or stage_id
     if not isinstance(name, str):
         raise ValidationError.at([*loc, "stage_name"], "stage_name is a string")
@@ -110,7 +128,31 @@ def _normalise(raw: Any, loc: Loc) -> dict[str, Any]:
         "pre_filters": config.get("pre_filters") or None,
         "post_filters": config.get("post_filters") or None,
         "on_error": on_error,
+        "cache_behavior": behavior,
+        "cache_ttl_seconds": ttl,
     }
+
+
+def _cache_params(params: dict[str, Any], loc: Loc) -> tuple[str, int | None]:
+    """Take ``cache_behavior`` and ``cache_ttl_seconds`` out of a stage's parameters, validated."""
+    behavior = params.pop("cache_behavior", None)
+    if behavior in (None, "null"):  # the SDK sends unset knobs as "null"
+        behavior = "auto"
+    if behavior not in CACHE_BEHAVIORS:
+        raise ValidationError.at(
+            [*loc, "cache_behavior"],
+            f"cache_behavior is one of {', '.join(CACHE_BEHAVIORS)}; got {behavior!r}",
+        )
+    ttl = params.pop("cache_ttl_seconds", None)
+    ttl = None if ttl == "null" else ttl
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_CACHE_TTL_S
+    ):
+        raise ValidationError.at(
+            [*loc, "cache_ttl_seconds"],
+            f"cache_ttl_seconds is an integer from 0 to {MAX_CACHE_TTL_S} (or null: kept until evicted)",
+        )
+    return behavior, ttl
 
 
 def sample_inputs(input_schema: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -186,6 +228,8 @@ def stored_plan(configs: Sequence[dict[str, Any]]) -> Plan:
                 pre_filters=spec["pre_filters"],
                 post_filters=spec["post_filters"],
                 on_error=spec["on_error"],
+                cache_behavior=spec["cache_behavior"],
+                cache_ttl_seconds=spec["cache_ttl_seconds"],
             )
         )
     return Plan(tuple(stages))
@@ -244,6 +288,8 @@ def build_plan(
                 pre_filters=spec["pre_filters"],
                 post_filters=spec["post_filters"],
                 on_error=spec["on_error"],
+                cache_behavior=spec["cache_behavior"],
+                cache_ttl_seconds=spec["cache_ttl_seconds"],
             )
         )
     return Plan(tuple(planned))

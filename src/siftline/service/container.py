@@ -8,7 +8,7 @@ from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
-from siftline.service.execute import Executor
+from siftline.service.execute import CacheSettings, Executor
 from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
@@ -35,7 +35,11 @@ class Services:
             keep_last=settings.retain_documents_last,
             keep_days=settings.retain_documents_days,
         )
-        return cls(settings, storage, embedder, documents, Executor(storage, embedder, recorder))
+        caches = CacheSettings(
+            settings.cache_max_entries, settings.cache_max_bytes, settings.embedding_cache_size
+        )
+        executor = Executor(storage, embedder, recorder, optimizer=settings.optimizer_enabled, caches=caches)
+        return cls(settings, storage, embedder, documents, executor)
 
     def bootstrap(self) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 import siftline.pipeline.templates as templates
 from siftline.ids import new_id
-from siftline.models import Collection, Namespace, Retriever
+from siftline.models import CacheEntry, Collection, Namespace, Retriever
 from siftline.pipeline.context import Budget, Embedder, ExecutionContext
 from siftline.pipeline.filters import Node, bind, fields_of, parse_filter
+from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import Plan, build_plan
 from siftline.pipeline.runner import Event, RunResult, run_plan
-from siftline.service import retrievers
+from siftline.service import cache, retrievers
 from siftline.service.inputs import validate_inputs
-from siftline.service.pagination import PageRequest, paginate, parse_page
-from siftline.service.records import Recorder, canonical_json
+from siftline.service.pagination import PageRequest, page_window, paginate, parse_page
+from siftline.service.records import Recorder, Tracker, canonical_json
 from siftline.storage.base import Storage
 
 COLLECTION_MISSING = "Retriever execution failed: Collection not found"
+# what a cached result keeps: the answer and how it was computed (not the ids and times of that run)
+CACHED_FIELDS = (
+    "status", "documents", "pagination", "stage_statistics", "warnings", "limits", "degraded", "facets",
+    "optimization_applied", "optimization_summary", "total_returned",
+)  # fmt: skip
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -63,11 +72,40 @@ def _interpretation(schema: dict[str, dict[str, Any]], given: Any, used: dict[st
     }
 
 
+@dataclass(frozen=True)
+class CacheSettings:
+    max_entries: int = 10_000
+    max_bytes: int = 256 * 1024 * 1024
+    embedding_entries: int = 10_000
+
+
+@dataclass
+class _Caching:
+    """What the result cache does for one execution."""
+
+    status: str  # hit | miss | bypass
+    key: str | None = None
+    config: cache.CacheConfig = dataclasses.field(default_factory=cache.CacheConfig)
+    reason: str | None = None
+
+
 class Executor:
-    def __init__(self, storage: Storage, embedder: Embedder, recorder: Recorder | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        embedder: Embedder,
+        recorder: Recorder | None = None,
+        *,
+        optimizer: bool = True,
+        caches: CacheSettings | None = None,
+    ) -> None:
         self.storage = storage
         self.embedder = embedder
         self.recorder = recorder or Recorder(storage)
+        self.optimizer = optimizer
+        self.caches = caches or CacheSettings()
+        self.results = cache.ResultCache(storage, self.caches.max_entries, self.caches.max_bytes)
+        self.embeddings = cache.QueryEmbeddingCache(embedder, self.caches.embedding_entries)
 
     def execute_saved(
         self, namespace: Namespace, retriever: Retriever, body: dict[str, Any], on_event: Event | None = None
@@ -89,6 +127,8 @@ class Executor:
         fingerprint = _fingerprint(
             retriever.retriever_id, retriever.version, body.get("inputs"), body.get("filters")
         )
+        identity = ["saved", retriever.retriever_id,
+                    cache.digest(list(retriever.stages), retriever.input_schema, list(retriever.collection_ids))]  # fmt: skip
         return self._execute(
             namespace,
             plan,
@@ -99,6 +139,8 @@ class Executor:
             retriever.retriever_id,
             fingerprint,
             on_event,
+            identity,
+            retriever.cache_config,
         )
 
     def execute_adhoc(
@@ -111,7 +153,13 @@ class Executor:
         budget = retrievers.validate_budget(body.get("budget_limits"), ["body", "budget_limits"])
         fingerprint = _fingerprint(plan.configs(), [c.collection_id for c in collections], body.get("inputs"),
                                    body.get("filters"))  # fmt: skip
-        return self._execute(namespace, plan, collections, schema, budget, body, None, fingerprint, on_event)
+        config = cache.validate_cache_config(
+            body.get("cache_config"), ["body", "cache_config"], [s.name for s in plan.stages]
+        )
+        identity = ["adhoc", cache.digest(plan.configs(), schema, [c.collection_id for c in collections])]
+        return self._execute(
+            namespace, plan, collections, schema, budget, body, None, fingerprint, on_event, identity, config
+        )
 
     def _execute(
         self,
@@ -124,6 +172,8 @@ class Executor:
         retriever_id: str | None,
         fingerprint: str,
         on_event: Event | None,
+        identity: list[Any],
+        cache_config: dict[str, Any],
     ) -> dict[str, Any]:
         inputs = validate_inputs(schema, body.get("inputs"))
         page = parse_page(body)
@@ -135,6 +185,8 @@ class Executor:
             inputs=inputs,
             return_vectors=bool(body.get("return_vectors")),
             budget=Budget(budget_limits.get("max_credits"), budget_limits.get("max_time_ms")),
+            skip_cache=bool(body.get("skip_cache")),
+            embeddings=self.embeddings,
         )
         if body.get("filters"):
             ctx.filters, relaxed = bind(parse_filter(body["filters"], ("body", "filters")), inputs)
@@ -144,6 +196,7 @@ class Executor:
             ]
         ctx.warnings += unindexed_field_warnings(plan, ctx.filters, collections)
         interpretation = _interpretation(schema, body.get("inputs"), inputs)
+        caching = self._caching(namespace, plan, collections, identity, cache_config, inputs, page, body, ctx)
         tracker = self.recorder.start(
             execution_id=new_id("exec"),
             namespace_id=namespace.namespace_id,
@@ -154,13 +207,23 @@ class Executor:
             request={k: v for k, v in body.items() if k not in ("stages", "input_schema")},
             interpretation=interpretation,
         )
+        if caching.status == "lookup":
+            assert caching.key is not None
+            entry = self.results.get(caching.key)
+            if entry is not None:
+                return self._hit(
+                    entry, caching, ctx, namespace, retriever_id, tracker, interpretation, len(plan.stages)
+                )
+            caching.status = "miss"
 
         def events(kind: str, data: dict[str, Any]) -> None:
             tracker.on_event(kind, data)
             if on_event is not None:
                 on_event(kind, plain({"execution_id": tracker.record.execution_id, **data}))
 
-        result = run_plan(plan, ctx, events)
+        optimized = self._optimize(plan, body, caching.config, page, fingerprint)
+        ctx.page_window = optimized.page_window
+        result = run_plan(optimized.plan, ctx, events)
         interpretation["relaxed_filters"] = ctx.relaxed
         response = self._response(result, ctx, page, fingerprint, retriever_id, tracker.record.execution_id)
         response.update(
@@ -168,6 +231,118 @@ class Executor:
                 "interpretation": interpretation,
                 "created_at": tracker.record.detail["created_at"],
                 "total_stages": len(plan.stages),
+                "optimization_applied": optimized.applied,
+                "cache_hit": False,
+                "cached_at": None,
+                "cache_status": caching.status,
+            }
+        )
+        if optimized.summary is not None:
+            response["optimization_summary"] = optimized.summary
+        if caching.reason:
+            response["cache_bypass_reason"] = caching.reason
+        if caching.key is not None and result.status == "completed":
+            self._store(caching, namespace, retriever_id, tracker.record.execution_id, response)
+        tracker.finish(response, response["documents"])
+        response["completed_at"] = tracker.record.detail["completed_at"]
+        response["stages_completed"] = tracker.record.detail["stages_completed"]
+        response["documents_retained"] = tracker.record.detail["documents_retained"]
+        return response
+
+    def _optimize(
+        self, plan: Plan, body: dict[str, Any], config: cache.CacheConfig, page: PageRequest, fingerprint: str
+    ) -> Optimized:
+        if not self.optimizer or body.get("optimize") is False:
+            return Optimized(plan, None)
+        cached = frozenset(config.cache_stage_names) if config.enabled else frozenset()
+        return optimize(plan, cached_stages=cached, page_window=page_window(page, fingerprint))
+
+    def _caching(
+        self,
+        namespace: Namespace,
+        plan: Plan,
+        collections: list[Collection],
+        identity: list[Any],
+        stored_config: dict[str, Any],
+        inputs: dict[str, Any],
+        page: PageRequest,
+        body: dict[str, Any],
+        ctx: ExecutionContext,
+    ) -> _Caching:
+        """Whether this run looks up (``lookup``), only refreshes (``bypass`` with a key), or skips the
+        result cache, and its key; sets up the stage-output cache on ``ctx``."""
+        config = cache.config_of(stored_config)
+        reason = None if config.enabled else "caching is off for this retriever (cache_config)"
+        reason = reason or cache.repeatable(plan)
+        versions = cache.read_collections(self.storage, namespace.namespace_id, plan, collections)
+        if versions is None:
+            reason = reason or "a stage reads a collection named by a template"
+        base = [inputs, body.get("filters"), ctx.return_vectors, versions]
+        if versions is not None and cache.repeatable(plan) is None:
+            ctx.stage_cache = cache.StageOutputCache(
+                self.storage,
+                namespace.namespace_id,
+                base,
+                config,
+                self.caches.max_entries,
+                self.caches.max_bytes,
+            )
+        if reason is None and config.cache_stage_names:
+            reason = "cache_config.cache_stage_names caches those stages' outputs instead of the result"
+        if reason is not None:
+            return _Caching("bypass", None, config, reason)
+        pagination = [page.method, page.size, page.page_number, page.cursor, page.after]
+        key = cache.digest(
+            "result", namespace.namespace_id, identity, base, pagination, config.exclude_fields
+        )
+        if ctx.skip_cache:
+            return _Caching("bypass", key, config, "skip_cache: the result was computed afresh and stored")
+        return _Caching("lookup", key, config)
+
+    def _store(
+        self, caching: _Caching, namespace: Namespace, retriever_id: str | None, execution_id: str,
+        response: dict[str, Any],
+    ) -> None:  # fmt: skip
+        assert caching.key is not None
+        kept = {k: response[k] for k in CACHED_FIELDS if k in response}
+        kept["documents"] = cache.strip_fields(response["documents"], caching.config.exclude_fields)
+        self.results.put(
+            caching.key, namespace.namespace_id, retriever_id, execution_id, caching.config.ttl_seconds, kept
+        )
+
+    def _hit(
+        self,
+        entry: CacheEntry,
+        caching: _Caching,
+        ctx: ExecutionContext,
+        namespace: Namespace,
+        retriever_id: str | None,
+        tracker: Tracker,
+        interpretation: dict[str, Any],
+        total_stages: int,
+    ) -> dict[str, Any]:
+        """A result served from the cache: recorded as an execution of its own that cost nothing."""
+        response: dict[str, Any] = orjson.loads(entry.value)
+        cache.restore_fields(
+            self.storage, namespace.namespace_id, response["documents"], caching.config.exclude_fields
+        )
+        stats = response["stage_statistics"]
+        for stage in stats["stages"].values():
+            stage.update({"stage_cache_hit": True, "cached_at": entry.created_at})
+        stats["credits_used"] = 0.0
+        stats["total_time_ms"] = round(ctx.budget.elapsed_ms, 3)
+        response.update(
+            {
+                "execution_id": tracker.record.execution_id,
+                "retriever_id": retriever_id or "",
+                "budget": ctx.budget.snapshot(),
+                "cache_hit": True,
+                "cached_at": entry.created_at,
+                "cached_from_execution_id": entry.execution_id,
+                "cache_status": "hit",
+                "interpretation": interpretation,
+                "created_at": tracker.record.detail["created_at"],
+                "total_stages": total_stages,
             }
         )
         tracker.finish(response, response["documents"])
@@ -197,7 +372,6 @@ class Executor:
             "warnings": result.warnings,
             "limits": ctx.limits,
             "degraded": ctx.degraded,
-            "optimization_applied": False,
             "total_returned": len(chunk),
         }
         if result.facets is not None:

@@ -13,7 +13,9 @@ from typing import Any
 
 from siftline.credits import stage_credits
 from siftline.models import Collection, Namespace, Retriever
+from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import PlannedStage, stored_plan
+from siftline.service.cache import config_of
 from siftline.service.execute import unindexed_field_warnings
 from siftline.storage.base import Storage
 
@@ -45,12 +47,20 @@ def _rule_output(stage: PlannedStage, count_in: int, held: int) -> tuple[int, in
     return count_in, count_in
 
 
-def explain(storage: Storage, namespace: Namespace, retriever: Retriever) -> dict[str, Any]:
+def explain(
+    storage: Storage, namespace: Namespace, retriever: Retriever, optimizer: bool = True
+) -> dict[str, Any]:
     collections: list[Collection] = [
         c for cid in retriever.collection_ids if (c := storage.get_collection(namespace.namespace_id, cid))
     ]
     held = sum(storage.count_documents(c) for c in collections)
     plan = stored_plan(retriever.stages)
+    config = config_of(retriever.cache_config)
+    optimized = (
+        optimize(plan, cached_stages=frozenset(config.cache_stage_names) if config.enabled else frozenset())
+        if optimizer
+        else Optimized(plan, None)
+    )
     history = _history(storage, namespace, retriever)
     steps: list[dict[str, Any]] = []
     flowing = 0
@@ -102,8 +112,20 @@ def explain(storage: Storage, namespace: Namespace, retriever: Retriever) -> dic
         "bottleneck_stages": [
             s["stage_name"] for s in steps if slowest and s["estimated_duration_ms"] >= 0.8 * slowest
         ],
-        "optimization_level": "none",
-        "optimization_applied": False,
+        "optimization_level": "rules" if optimized.applied else "none",
+        "optimization_applied": optimized.applied,
+        "optimization_summary": optimized.summary,
+        "optimized_plan": [
+            {
+                "stage_name": s.name,
+                "stage_id": s.stage_id,
+                "absorbed": [
+                    {"stage_name": a.name, "stage_id": a.stage_id, "rule": rule} for rule, a in s.absorbed
+                ],
+                "post_filters_by_storage": s.post_filters_pushed,
+            }
+            for s in optimized.plan.stages
+        ],
         "warnings": unindexed_field_warnings(plan, None, collections),
         "based_on_executions": max((len(v) for v in history.values()), default=0),
     }

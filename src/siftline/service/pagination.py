@@ -83,6 +83,21 @@ def _decode_cursor(cursor: str, fingerprint: str) -> int:
         ) from exc
 
 
+def page_window(page: PageRequest, fingerprint: str) -> tuple[int, int] | None:
+    """``[start, end)`` of the final list this request returns, when known before the run (offset, or a
+    valid cursor); None for keyset pages (their start depends on the scores)."""
+    if page.method == "offset":
+        start = (page.page_number - 1) * page.size
+    elif page.method == "cursor":
+        try:
+            start = _decode_cursor(page.cursor, fingerprint) if page.cursor else 0
+        except BadRequestError:
+            return None
+    else:
+        return None
+    return start, start + page.size
+
+
 def _marker(c: Candidate) -> dict[str, Any]:
     return {"score": c.score, "document_id": c.document_id, "collection_id": c.collection_id}
 

@@ -10,6 +10,7 @@ from siftline.errors import NotFoundError, ValidationError
 from siftline.ids import new_id
 from siftline.models import Collection, Namespace, Retriever, utcnow
 from siftline.pipeline.plan import Plan, build_plan, stored_plan
+from siftline.service.cache import validate_cache_config
 from siftline.storage.base import Storage
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -94,7 +95,9 @@ def create(storage: Storage, namespace: Namespace, body: dict[str, Any]) -> Retr
         stages=tuple(plan.configs()),
         input_schema=schema,
         budget_limits=validate_budget(body.get("budget_limits"), ["body", "budget_limits"]),
-        cache_config=dict(body.get("cache_config") or {}),
+        cache_config=validate_cache_config(
+            body.get("cache_config"), ["body", "cache_config"], [s.name for s in plan.stages]
+        ),
         tags=tuple(body.get("tags") or ()),
         metadata=dict(body.get("metadata") or {}),
         created_at=now,
@@ -134,7 +137,10 @@ def patch(storage: Storage, retriever: Retriever, changes: dict[str, Any]) -> Re
     if "budget_limits" in changes:
         fields["budget_limits"] = validate_budget(changes["budget_limits"], ["body", "budget_limits"])
     if "cache_config" in changes:
-        fields["cache_config"] = dict(changes["cache_config"] or {})
+        names = [s.name for s in plan_of(retriever).stages]
+        fields["cache_config"] = validate_cache_config(
+            changes["cache_config"], ["body", "cache_config"], names
+        )
     updated = replace(retriever, **fields, updated_at=utcnow(), version=retriever.version + 1)
     storage.update_retriever(updated)
     return updated

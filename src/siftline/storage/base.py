@@ -17,6 +17,7 @@ import numpy as np
 
 from siftline.models import (
     ApiKey,
+    CacheEntry,
     Collection,
     Document,
     DocumentPage,
@@ -138,6 +139,25 @@ class RecordStore(Protocol):
         created before ``before``; statistics stay. Returns how many records lost their documents."""
 
 
+class CacheStore(Protocol):
+    """Cached results and stage outputs, bounded in entries and bytes (least recently used evicted
+    first), expired entries purged. Keys are built by the service and carry everything that can change
+    the value (collections' write versions included), so a backend never has to invalidate."""
+
+    def cache_get(self, cache_key: str, now: float) -> CacheEntry | None:
+        """The live entry (not expired at ``now``), marked as used; None when absent or expired."""
+
+    def cache_put(self, entry: CacheEntry, max_entries: int, max_bytes: int) -> None:
+        """Insert or replace; then purge expired entries and evict the least recently used ones until
+        at most ``max_entries`` entries of at most ``max_bytes`` bytes in all remain."""
+
+    def cache_clear(self, namespace_id: str | None = None, retriever_id: str | None = None) -> int:
+        """Drop the entries of a namespace (of one of its retrievers), or all; returns how many."""
+
+    def cache_stats(self) -> dict[str, Any]:
+        """entries, bytes, and entries by kind."""
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -167,6 +187,15 @@ class SearchIndex(Protocol):
     ) -> list[tuple[str, float]]:
         """BM25 over the feature's text (higher is better); terms are ORed."""
 
+    def match_documents(self, collection: Collection, document_ids: Sequence[str], filter: Node) -> set[str]:
+        """The ids among ``document_ids`` whose stored document ``filter`` matches (evaluated by storage,
+        through payload indexes, without hydrating documents). Matches exactly what
+        ``pipeline.filters.evaluate`` matches on the stored document's wire form."""
+
+    def field_values(self, collection: Collection, document_ids: Sequence[str], field: str) -> dict[str, Any]:
+        """The value at a dotted ``field`` of each found document (as ``filters.get_path`` reads the
+        stored wire form; ``filters.MISSING`` when absent), without hydrating whole documents."""
+
 
 @runtime_checkable
 class Storage(
@@ -176,6 +205,7 @@ class Storage(
     DocumentStore,
     RetrieverStore,
     RecordStore,
+    CacheStore,
     SearchIndex,
     Protocol,
 ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from siftline.api.deps import NamespaceDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
@@ -20,7 +20,7 @@ from siftline.api.streaming import stream_execution
 from siftline.credits import credits_table
 from siftline.models import Retriever
 from siftline.pipeline.stages import STAGES
-from siftline.service import explain, retrievers
+from siftline.service import cache, explain, retrievers
 
 router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], responses=ERROR_RESPONSES)
 
@@ -70,14 +70,18 @@ def list_stages(_: NamespaceDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.post("/execute", summary="Execute stages ad hoc, without a stored retriever")
-def execute_adhoc(body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep) -> Any:
+@router.post(
+    "/execute",
+    summary="Execute stages ad hoc, without a stored retriever",
+    responses={304: {"description": "If-None-Match named this result's ETag"}},
+)
+def execute_adhoc(body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep, http: Request) -> Any:
     request = body.model_dump(exclude_unset=True)
     if body.stream:
         streamed = stream_execution(lambda emit: svc.executor.execute_adhoc(ns, request, emit))
         streamed.headers["X-Execution-Mode"] = "adhoc"
         return streamed
-    return fast_json(svc.executor.execute_adhoc(ns, request), {"X-Execution-Mode": "adhoc"})
+    return execution_response(svc.executor.execute_adhoc(ns, request), http, {"X-Execution-Mode": "adhoc"})
 
 
 @router.post("", summary="Create a retriever (validated into a plan now, not mid-query)")
@@ -138,16 +142,37 @@ def clone_retriever(
 
 @router.post("/{retriever_id}/execute/explain", summary="The plan without running it: estimates per stage")
 def explain_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
-    return explain.explain(svc.storage, ns, retrievers.get(svc.storage, ns, retriever_id))
+    return explain.explain(
+        svc.storage, ns, retrievers.get(svc.storage, ns, retriever_id), svc.settings.optimizer_enabled
+    )
 
 
-@router.post("/{retriever_id}/execute", summary="Execute a stored retriever")
-def execute_retriever(retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep) -> Any:
+@router.post(
+    "/{retriever_id}/execute",
+    summary="Execute a stored retriever",
+    responses={304: {"description": "If-None-Match named this result's ETag"}},
+)
+def execute_retriever(
+    retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep, http: Request
+) -> Any:
     retriever = retrievers.get(svc.storage, ns, retriever_id)
     request = body.model_dump(exclude_unset=True)
     if body.stream:
         return stream_execution(lambda emit: svc.executor.execute_saved(ns, retriever, request, emit))
-    return fast_json(svc.executor.execute_saved(ns, retriever, request))
+    return execution_response(svc.executor.execute_saved(ns, retriever, request), http)
+
+
+def execution_response(
+    result: dict[str, Any], http: Request, headers: dict[str, str] | None = None
+) -> Response:
+    """The execution's JSON with ``X-Cache`` (HIT | MISS | BYPASS) and its ``ETag``; 304 when the client
+    already holds this result (``If-None-Match``)."""
+    tag = cache.etag(result)
+    out = {**(headers or {}), "ETag": tag, "X-Cache": str(result.get("cache_status", "bypass")).upper()}
+    wanted = http.headers.get("if-none-match")
+    if wanted and (wanted.strip() == "*" or tag in [t.strip().removeprefix("W/") for t in wanted.split(",")]):
+        return Response(status_code=304, headers=out)
+    return fast_json(result, out)
 
 
 def fast_json(content: Any, headers: dict[str, str] | None = None) -> Response:

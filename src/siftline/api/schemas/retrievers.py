@@ -83,9 +83,15 @@ class ExecuteBody(BaseModel):
     limit: int | None = None
     page_size: int | None = None
     stream: bool = False
-    skip_cache: bool = False
+    skip_cache: bool = Field(
+        False,
+        description="Bypass the result and stage caches (no lookups); the fresh result is still stored.",
+    )
     return_vectors: bool = False
     explain: bool = False
+    optimize: bool = Field(
+        True, description="false runs the stages as written, without the optimizer's rewrites."
+    )
     budget_limits: dict[str, Any] | None = None
 
 
@@ -94,3 +100,6 @@ class AdhocExecuteBody(ExecuteBody):
     collection_ids: list[str] | None = None
     stages: list[dict[str, Any]] = Field(examples=[[_STAGE_EXAMPLE]])
     input_schema: dict[str, dict[str, Any]] | None = None
+    cache_config: dict[str, Any] | None = Field(
+        None, description="{enabled, ttl_seconds, cache_stage_names, exclude_fields}; absent: no caching."
+    )

@@ -24,8 +24,16 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from siftline.errors import ValidationError
 from siftline.pipeline.candidates import Candidate
-from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import Condition, Dynamic, Node, bind, fields_of, matcher, parse_filter
+from siftline.pipeline.context import AbsorbedRun, ExecutionContext
+from siftline.pipeline.filters import (
+    Condition,
+    Dynamic,
+    Node,
+    RelaxedCondition,
+    bind,
+    fields_of,
+    parse_filter,
+)
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams, as_pydantic_error
 
 Operator = Literal[
@@ -145,26 +153,54 @@ class AttributeFilter(Stage[AttributeFilterParams]):
                     "declare; add it to input_schema",
                 )
 
-    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
-        node = self.params.node
-        bound, relaxed = bind(node, ctx.inputs)
-        matches = matcher(bound)
-        kept = [c for c in candidates if matches(c.view())]
+    def bound(self, ctx: ExecutionContext) -> tuple[Node | None, list[RelaxedCondition]]:
+        """The filter with its dynamic values bound to the inputs, and the conditions relaxed."""
+        return bind(self.params.node, ctx.inputs)
+
+    def report(
+        self, ctx: ExecutionContext, count_in: int, count_out: int, relaxed: list[RelaxedCondition]
+    ) -> dict[str, Any]:
+        """Warn about relaxed conditions; the stage's statistics metadata."""
         for r in relaxed:
             ctx.warnings.append(
                 f"Stage '{self.name}' (attribute_filter): filter condition on '{r.field}' ({r.operator}) "
                 f"was relaxed: input '{r.input_path}' was not provided."
             )
-        ctx.metadata.update(
-            {
-                "mode": "conditions" if self.params.conditions is not None else "simple",
-                "input_count": len(candidates),
-                "matched": len(kept),
-                "dropped": len(candidates) - len(kept),
-                "fields": sorted(fields_of(node)),
-                "relaxed_conditions": [
-                    {"field": r.field, "operator": r.operator, "input": r.input_path} for r in relaxed
-                ],
-            }
-        )
+        return {
+            "mode": "conditions" if self.params.conditions is not None else "simple",
+            "input_count": count_in,
+            "matched": count_out,
+            "dropped": count_in - count_out,
+            "fields": sorted(fields_of(self.params.node)),
+            "relaxed_conditions": [
+                {"field": r.field, "operator": r.operator, "input": r.input_path} for r in relaxed
+            ],
+        }
+
+    def run(self, ctx: ExecutionContext, candidates: list[Candidate]) -> list[Candidate]:
+        """Filter; filters merged into this one (``merge_consecutive_filters``) follow in the same pass,
+        each document's view built once."""
+        chain = [(self, None)] + [(stage, planned) for rule, planned, stage in ctx.absorbed]
+        bound = [(stage, planned, *stage.bound(ctx)) for stage, planned in chain]
+        counts = [0] * len(chain)
+        kept = []
+        for cand in candidates:
+            view = cand.view()
+            for i, (_, _, node, _) in enumerate(bound):
+                if node is not None and not node.predicate(view):
+                    break
+                counts[i] += 1
+            else:
+                kept.append(cand)
+        count_in = len(candidates)
+        for i, (stage, planned, _, relaxed) in enumerate(bound):
+            metadata = stage.report(ctx, count_in, counts[i], relaxed)
+            if planned is None:
+                ctx.metadata.update(metadata)
+            else:
+                ctx.absorbed_runs.append(
+                    AbsorbedRun(planned.name, planned.stage_id, "merge_consecutive_filters", self.name,
+                                count_in, counts[i], 0.0, metadata, planned.index)
+                )  # fmt: skip
+            count_in = counts[i]
         return kept

@@ -90,6 +90,24 @@ class Stage(ABC, Generic[P]):
         """The parameters' JSON schema; SDK-only parameters appear as accepted and ignored."""
         schema = cls.Params.model_json_schema()
         properties = schema.setdefault("properties", {})
+        properties.setdefault(
+            "cache_behavior",
+            {
+                "enum": ["auto", "disabled", "aggressive"],
+                "default": "auto",
+                "description": "auto: the query-embedding cache (feature_search); disabled: no stage cache, not "
+                "even embeddings; aggressive: this stage's output is cached, keyed by its rendered parameters, "
+                "its input, the inputs and the collections' write versions.",
+            },
+        )
+        properties.setdefault(
+            "cache_ttl_seconds",
+            {
+                "anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}],
+                "default": None,
+                "description": "Lifetime of this stage's cached output (aggressive); null: until evicted.",
+            },
+        )
         for name in sorted(cls.Params.SDK_IGNORED):
             properties.setdefault(
                 name, {"description": "Accepted for compatibility with the hosted API; ignored."}

@@ -54,7 +54,7 @@ class DocumentEnrichParams(StageParams):
     """Which collection to join, on which fields, and where the joined fields go."""
 
     SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
-        {"cache_behavior", "cache_ttl_seconds", "retriever_config", "retriever_id", "retriever_inputs"}
+        {"retriever_config", "retriever_id", "retriever_inputs"}
     )
     target_collection_id: str = Field(min_length=1, description="Id or name of the collection to join.")
     source_field: str = Field(

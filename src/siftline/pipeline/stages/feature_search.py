@@ -21,6 +21,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.models import Collection, Document, Feature
+from siftline.pipeline import pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import MISSING, get_path
@@ -114,8 +115,6 @@ class FeatureSearchParams(StageParams):
     SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
         {
             "auto_preprocess",
-            "cache_behavior",
-            "cache_ttl_seconds",
             "degrade_retry",
             "hard_timeout_ms",
             "interactive",
@@ -232,7 +231,8 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             weights.append(search.weight)
         examined = {key for leg in legs for key, _ in leg}
         fused = legs[0] if len(legs) == 1 else fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
-        out = self._hydrate(ctx, fused if p.group_by else fused[: p.final_top_k], legs)
+        embedded = [r["embedding_cache"] for r in report if "embedding_cache" in r]
+        ctx.stage_cache_hit = bool(embedded) and all(e == "hit" for e in embedded)
         ctx.metadata.update(
             {
                 "searches": report,
@@ -242,6 +242,10 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 "filtered": filt is not None,
             }
         )
+        if p.group_by is None and (ctx.absorbed or ctx.pushed_post_filter is not None or ctx.page_window):
+            out = pushdown.run(ctx, self, fused[: p.final_top_k], legs)  # hydrates only what is kept
+        else:
+            out = self._hydrate(ctx, fused if p.group_by else fused[: p.final_top_k], legs)
         if p.facets:
             ctx.metadata["facets"] = self._facets(ctx, examined, p.facets)
         if p.group_by:
@@ -292,7 +296,7 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                     raise BadRequestError(f"Search {index}: a bm25 feature takes a text query.")
                 found = ctx.storage.text_search(collection, feature, text or "", search.top_k, filt)
             else:
-                vector = self._query_vector(ctx, collection, feature, search, index)
+                vector = self._query_vector(ctx, collection, feature, search, index, info)
                 stats: dict[str, Any] = {}
                 found = ctx.storage.vector_search(collection, feature, vector, search.top_k, filt, stats)
                 _merge_stats(info, stats)
@@ -313,6 +317,7 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         feature: Feature,
         search: SearchConfig,
         index: int,
+        info: dict[str, Any],
     ) -> np.ndarray:
         query = search.query
         if query.input_mode == "text":
@@ -324,7 +329,9 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             text = query.text_value() or ""
             if text not in cache:
                 cache[text] = ctx.embed_query(text)
-            return cache[text]
+            embedded, hit = cache[text]
+            info["embedding_cache"] = "hit" if hit else "miss"
+            return embedded
         if query.input_mode == "vector":
             values = query.vector_value()
             if not values:

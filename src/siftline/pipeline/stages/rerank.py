@@ -66,7 +66,7 @@ class RerankParams(StageParams):
     # Hosted knobs the SDK always sends (mostly as the string "null"): no effect on a local engine.
     SDK_IGNORED: ClassVar[frozenset[str]] = frozenset(
         {"feature_uri", "decision_model", "relevance_criteria", "learning_config", "max_concurrent_batches",
-         "hard_timeout_ms", "cache_behavior", "cache_ttl_seconds"}
+         "hard_timeout_ms"}
     )  # fmt: skip
 
     query: str | None = Field(
@@ -282,7 +282,7 @@ class Rerank(Stage[RerankParams]):
     def _score(self, ctx: ExecutionContext, query: str, texts: list[str]) -> np.ndarray:
         p = self.params
         if p.model_path is None:
-            query_vector = np.asarray(ctx.embed_query(query), dtype=np.float64)
+            query_vector = np.asarray(ctx.embed_query(query)[0], dtype=np.float64)
             vectors = np.asarray(ctx.embedder.embed(texts), dtype=np.float64)
             return np.clip(vectors @ query_vector, -1.0, 1.0)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from siftline.storage.sqlite.cache import CacheMixin
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
@@ -16,7 +17,7 @@ from siftline.storage.sqlite.search import SearchMixin
 from siftline.storage.sqlite.vectors import VectorIndex
 
 
-class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin):
+class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin, CacheMixin):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
     name = "sqlite"

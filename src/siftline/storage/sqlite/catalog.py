@@ -81,6 +81,8 @@ class CatalogMixin:
     db: Database
     _drop_collection_data: Callable[[sqlite3.Connection, str], None]
     _create_feature_tables: Callable[[sqlite3.Connection, Collection], None]
+    _bump: Callable[[sqlite3.Connection, str], int]
+    _advance_indexes: Callable[[Collection, int], None]
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -210,6 +212,7 @@ class CatalogMixin:
             conn.execute("DELETE FROM collections WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM retrievers WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM executions WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM cache_entries WHERE namespace_id = ?", (namespace_id,))
             return conn.execute("DELETE FROM namespaces WHERE namespace_id = ?", (namespace_id,)).rowcount > 0
 
     # -- collections --------------------------------------------------------------------------
@@ -262,27 +265,30 @@ class CatalogMixin:
         return [_collection(r) for r in rows], int(total)
 
     def update_collection(self, collection: Collection) -> None:
-        with self.db.write() as conn:
-            clash = conn.execute(
-                "SELECT 1 FROM collections WHERE namespace_id = ? AND collection_name = ? AND collection_id != ?",
-                (collection.namespace_id, collection.collection_name, collection.collection_id),
-            ).fetchone()
-            if clash:
-                raise AlreadyExistsError(
-                    f"A collection named '{collection.collection_name}' already exists in this namespace."
+        with self.db.write_lock:  # the in-memory indexes follow the version bump in commit order
+            with self.db.write() as conn:
+                clash = conn.execute(
+                    "SELECT 1 FROM collections WHERE namespace_id = ? AND collection_name = ? AND collection_id != ?",
+                    (collection.namespace_id, collection.collection_name, collection.collection_id),
+                ).fetchone()
+                if clash:
+                    raise AlreadyExistsError(
+                        f"A collection named '{collection.collection_name}' already exists in this namespace."
+                    )
+                conn.execute(
+                    "UPDATE collections SET collection_name = ?, description = ?, config = ?, updated_at = ? "
+                    "WHERE collection_id = ?",
+                    (
+                        collection.collection_name,
+                        collection.description,
+                        collection_config(collection),
+                        iso(collection.updated_at),
+                        collection.collection_id,
+                    ),
                 )
-            conn.execute(
-                "UPDATE collections SET collection_name = ?, description = ?, config = ?, updated_at = ? "
-                "WHERE collection_id = ?",
-                (
-                    collection.collection_name,
-                    collection.description,
-                    collection_config(collection),
-                    iso(collection.updated_at),
-                    collection.collection_id,
-                ),
-            )
-            payload_index.sync_indexes(conn, collection)
+                payload_index.sync_indexes(conn, collection)
+                version = self._bump(conn, collection.collection_id)  # cached results of it are stale now
+            self._advance_indexes(collection, version)
 
     def delete_collection(self, collection: Collection) -> bool:
         with self.db.write() as conn:

@@ -88,6 +88,21 @@ CREATE TABLE IF NOT EXISTS executions (
 CREATE INDEX IF NOT EXISTS executions_by_retriever ON executions(namespace_id, retriever_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_mode ON executions(namespace_id, mode, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions(status);
+CREATE TABLE IF NOT EXISTS cache_entries (
+    cache_key TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- result | stage
+    retriever_id TEXT,
+    execution_id TEXT,
+    created_at REAL NOT NULL,        -- Unix seconds
+    expires_at REAL,                 -- Unix seconds; NULL: kept until evicted
+    last_used REAL NOT NULL,
+    size INTEGER NOT NULL,
+    value BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_by_use ON cache_entries(last_used);
+CREATE INDEX IF NOT EXISTS cache_by_expiry ON cache_entries(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS cache_by_namespace ON cache_entries(namespace_id, retriever_id);
 CREATE TABLE IF NOT EXISTS multi_valued (
     collection_id TEXT NOT NULL,
     field TEXT NOT NULL,

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from siftline.errors import AlreadyExistsError, BadRequestError
+from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
-from siftline.pipeline.filters import Node
+from siftline.pipeline.filters import MISSING, Node
 from siftline.storage.sqlite import payload_index, snapshots
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.filter_sql import json_path
@@ -51,6 +51,14 @@ def _dumps(value: Any) -> str:
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression ORing the query's words (each quoted, so no syntax leaks)."""
     return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
+
+
+def _loads(text: str) -> Any:
+    """JSON text from SQLite (orjson; the standard library for integers past 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def encode_cursor(data: dict[str, Any]) -> str:
@@ -265,6 +273,15 @@ class DocumentsMixin:
             ).fetchone()[0]
         )
 
+    def _advance_indexes(self, collection: Collection, version: int) -> None:
+        """A write that changed no vectors (a collection PATCH) moves the in-memory indexes to its version."""
+        for feature in collection.dense_features:
+            seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
+            index = self._indexes.get(seq) if seq is not None else None
+            if index is not None and index.version == version - 1:
+                index.version = version
+                index.dirty = True
+
     def _rowids(
         self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]
     ) -> dict[str, int]:
@@ -397,6 +414,43 @@ class DocumentsMixin:
                 next_cursor = encode_cursor({"o": start + limit}) if more else None
             docs = self._documents_from_rows(conn, collection, rows, with_vectors)
         return DocumentPage(docs, next_cursor, total)
+
+    def match_documents(self, collection: Collection, document_ids: Sequence[str], filter: Node) -> set[str]:
+        if not document_ids:
+            return set()
+        with self.db.read() as conn:
+            where, params = payload_index.filter_where(conn, collection, filter)
+            rows = conn.execute(  # CROSS JOIN: SQLite walks the given ids, not an index of the filter
+                "SELECT d.document_id FROM json_each(?) j CROSS JOIN documents d "
+                f"ON d.collection_id = ? AND d.document_id = j.value WHERE {where}",
+                [orjson.dumps(list(document_ids)), collection.collection_id, *params],
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def field_values(self, collection: Collection, document_ids: Sequence[str], field: str) -> dict[str, Any]:
+        head, *rest = field.split(".")
+        if head in ("document_id", "collection_id"):  # columns: a deeper path is always missing
+            found = self._rowids_read(collection, document_ids)
+            if rest:
+                return dict.fromkeys(found, MISSING)
+            return {i: i if head == "document_id" else collection.collection_id for i in found}
+        column, segments = ("internal", rest) if head == "_internal" else ("payload", [head, *rest])
+        if not segments or any(ch in s for s in segments for ch in '"\\\0'):
+            raise ValidationError.at(("field",), f"field {field!r} can't be read from storage")
+        path = "$" + "".join(f'."{s}"' for s in segments)
+        out: dict[str, Any] = {}
+        with self.db.read() as conn:
+            for doc_id, raw in conn.execute(
+                f"SELECT d.document_id, d.{column} -> ? FROM json_each(?) j CROSS JOIN documents d "
+                "ON d.collection_id = ? AND d.document_id = j.value",
+                (path, orjson.dumps(list(document_ids)), collection.collection_id),
+            ):
+                out[doc_id] = MISSING if raw is None else _loads(raw)
+        return out
+
+    def _rowids_read(self, collection: Collection, document_ids: Sequence[str]) -> list[str]:
+        with self.db.read() as conn:
+            return list(self._rowids(conn, collection.collection_id, document_ids))
 
     def count_documents(self, collection: Collection, filter: Node | None = None) -> int:
         with self.db.read() as conn:

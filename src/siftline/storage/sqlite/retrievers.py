@@ -122,6 +122,10 @@ class RetrieversMixin:
 
     def delete_retriever(self, namespace_id: str, retriever_id: str) -> bool:
         with self.db.write() as conn:
+            conn.execute(
+                "DELETE FROM cache_entries WHERE namespace_id = ? AND retriever_id = ?",
+                (namespace_id, retriever_id),
+            )
             return (
                 conn.execute(
                     "DELETE FROM retrievers WHERE retriever_id = ? AND namespace_id = ?",
