@@ -28,11 +28,13 @@ is left alone, since folded stages produce no intermediate outputs.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 import pydantic
 
 import siftline.pipeline.templates as templates
@@ -129,8 +131,14 @@ def _reads_score(raw: dict[str, Any] | None) -> bool:
 
 
 def _filter_reads_score(stage: PlannedStage) -> bool:
+    return _params_read_score(orjson.dumps(stage.parameters, option=orjson.OPT_SORT_KEYS, default=str))
+
+
+@functools.lru_cache(maxsize=1024)
+def _params_read_score(params: bytes) -> bool:
+    """Whether attribute_filter parameters read ``score`` (memoised: retrievers run the same ones)."""
     try:
-        node = AttributeFilterParams.model_validate(stage.parameters).node
+        node = AttributeFilterParams.model_validate(orjson.loads(params)).node
     except pydantic.ValidationError:
         return True
     return any(f == "score" or f.startswith("score.") for f in fields_of(node))

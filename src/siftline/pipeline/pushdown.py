@@ -45,13 +45,8 @@ class _Stubs:
         self.hydrated = False
 
     def stubs(self, fused: list[tuple[Key, float]]) -> list[Candidate]:
-        per_leg = [dict(leg) for leg in self.legs]
-        out = []
-        for key, score in fused:
-            cand = Candidate(key[1], key[0], score, {})
-            cand.scores = {f"search_{i}": leg[key] for i, leg in enumerate(per_leg) if key in leg}
-            out.append(cand)
-        return out
+        """Ids and fused scores only (hydrating adds the fields and the per-search scores)."""
+        return [Candidate(key[1], key[0], score, {}) for key, score in fused]
 
     def hydrate(self, items: list[Candidate]) -> list[Candidate]:
         return self.search._hydrate(self.ctx, [(c.key, c.score) for c in items], self.legs)

@@ -9,6 +9,7 @@ from siftline.storage.sqlite.cache import CacheMixin
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.filter_sets import FilterSets
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.records import RecordsMixin
@@ -35,6 +36,7 @@ class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, 
         self._index_config = index_config or HnswConfig()
         self._indexer = Indexer(lambda: list(self._indexes.values()))
         self._feature_seqs: dict[tuple[str, str, str], int] = {}
+        self._filter_sets = FilterSets()
 
     def close(self) -> None:
         self._indexer.close()

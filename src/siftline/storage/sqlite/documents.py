@@ -26,6 +26,7 @@ from siftline.models import Collection, Document, DocumentPage, DocumentWrite, F
 from siftline.pipeline.filters import MISSING, Node
 from siftline.storage.sqlite import payload_index, snapshots
 from siftline.storage.sqlite.db import Database
+from siftline.storage.sqlite.filter_sets import FilterSets
 from siftline.storage.sqlite.filter_sql import json_path
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.staging import Staged, StagedTexts, StagedVectors, stage
@@ -107,6 +108,7 @@ class DocumentsMixin:
     _indexes: dict[int, VectorIndex]
     _indexer: Indexer
     _feature_seqs: dict[tuple[str, str, str], int]
+    _filter_sets: FilterSets
     _index: Callable[[Collection, Feature], VectorIndex | None]  # from the search half
 
     # -- feature tables -----------------------------------------------------------------------
@@ -418,6 +420,12 @@ class DocumentsMixin:
     def match_documents(self, collection: Collection, document_ids: Sequence[str], filter: Node) -> set[str]:
         if not document_ids:
             return set()
+        key = (collection.collection_id, collection.write_version, repr(filter))
+        kept = self._filter_sets.get(key)
+        if kept is None and self._filter_sets.asked_before(key):
+            kept = self._passing(collection, filter)
+        if kept is not None:
+            return {i for i in document_ids if i in kept}
         with self.db.read() as conn:
             where, params = payload_index.filter_where(conn, collection, filter)
             rows = conn.execute(  # CROSS JOIN: SQLite walks the given ids, not an index of the filter
@@ -426,6 +434,21 @@ class DocumentsMixin:
                 [orjson.dumps(list(document_ids)), collection.collection_id, *params],
             ).fetchall()
         return {r[0] for r in rows}
+
+    def _passing(self, collection: Collection, filter: Node) -> frozenset[str] | None:
+        """Every document id the filter passes, kept when read at the collection's version (a write since
+        the execution started reads a newer state: answered, not kept)."""
+        with self.db.read() as conn:
+            version = conn.execute(
+                "SELECT write_version FROM collections WHERE collection_id = ?", (collection.collection_id,)
+            ).fetchone()
+            where, params = payload_index.filter_where(conn, collection, filter)
+            ids = frozenset(
+                r[0] for r in conn.execute(f"SELECT d.document_id FROM documents d WHERE {where}", params)
+            )
+        if version is not None and version[0] == collection.write_version:
+            self._filter_sets.put((collection.collection_id, collection.write_version, repr(filter)), ids)
+        return ids
 
     def field_values(self, collection: Collection, document_ids: Sequence[str], field: str) -> dict[str, Any]:
         head, *rest = field.split(".")
