@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann bench-cache clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -55,6 +55,9 @@ bench-scale: setup ## Ingest, time until indexed, latency, recall@10, RSS at sca
 
 bench-ann: setup ## faiss vs hnswlib (if installed) on the scale benchmark's vectors: build, latency, recall, filters
 	$(BIN)/python benchmarks/ann_choice.py $(ARGS)
+
+bench-cache: setup ## Result cache MISS vs HIT on SciFact hybrid; optimizer on vs off at 100k (ARGS="--docs 10000")
+	$(BIN)/python benchmarks/cache_optimizer.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
