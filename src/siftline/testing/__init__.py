@@ -1,5 +1,6 @@
 """Test support shipped with Siftline: the storage contract every backend must pass."""
 
+from siftline.testing.cache_contract import CacheStoreContract
 from siftline.testing.contract import (
     FEATURES,
     OpenStorage,
@@ -15,6 +16,7 @@ from siftline.testing.contract import (
 
 __all__ = [
     "FEATURES",
+    "CacheStoreContract",
     "OpenStorage",
     "StorageContract",
     "assert_same_ranking",

@@ -280,8 +280,10 @@ class VectorIndex:
 
     def _named(self, found: tuple[np.ndarray, np.ndarray], top_k: int) -> list[tuple[str, float]]:
         slots, scores = found
-        hits = [(self._doc_ids[int(s)], float(v)) for s, v in zip(slots, scores, strict=True)]
-        hits.sort(key=lambda h: (-h[1], h[0]))
+        names = self._doc_ids
+        hits = list(zip(map(names.__getitem__, slots.tolist()), scores.tolist(), strict=True))
+        if scores.shape[0] > 1 and not bool(np.all(scores[:-1] > scores[1:])):  # ties or unsorted pieces
+            hits.sort(key=lambda h: (-h[1], h[0]))
         return hits[:top_k]
 
     # -- building -----------------------------------------------------------------------------------
