@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from siftline.models import Namespace
-from siftline.storage.base import Storage
 from siftline.storage.sqlite.backend import SQLiteStorage
 from siftline.testing import CacheStoreContract
 
@@ -25,23 +23,3 @@ class TestSQLiteCacheStore(CacheStoreContract):
         yield open_
         for instance in reversed(opened):
             instance.close()
-
-    # Known engine bugs: the contract tests run unchanged and must fail until the bug is fixed (strict).
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: multi_valued is only noted for fields indexed when a document is written, so an "
-        "index declared later by update_collection hints a field that holds lists (payload_index.py)",
-    )
-    def test_a_payload_index_declared_after_list_values_were_stored_still_matches_them(
-        self, storage: Storage, ns: Namespace
-    ) -> None:
-        super().test_a_payload_index_declared_after_list_values_were_stored_still_matches_them(storage, ns)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="engine bug: field_values reads through SQLite's `->`, which turns integers past 64 bits "
-        "into floats, while get_documents returns them exactly (documents.py field_values)",
-    )
-    def test_field_values_keep_integers_past_64_bits_exact(self, storage: Storage, ns: Namespace) -> None:
-        super().test_field_values_keep_integers_past_64_bits_exact(storage, ns)

@@ -152,7 +152,8 @@ class CacheStore(Protocol):
         at most ``max_entries`` entries of at most ``max_bytes`` bytes in all remain."""
 
     def cache_clear(self, namespace_id: str | None = None, retriever_id: str | None = None) -> int:
-        """Drop the entries of a namespace (of one of its retrievers), or all; returns how many."""
+        """Drop the entries of a namespace, of a retriever (in that namespace when given), or all;
+        returns how many."""
 
     def cache_stats(self) -> dict[str, Any]:
         """entries, bytes, and entries by kind."""

@@ -81,8 +81,12 @@ class CacheMixin:
 
     def cache_clear(self, namespace_id: str | None = None, retriever_id: str | None = None) -> int:
         with self.db.write() as conn:
-            if namespace_id is None:
+            if namespace_id is None and retriever_id is None:
                 return conn.execute("DELETE FROM cache_entries").rowcount
+            if namespace_id is None:
+                return conn.execute(
+                    "DELETE FROM cache_entries WHERE retriever_id = ?", (retriever_id,)
+                ).rowcount
             if retriever_id is None:
                 return conn.execute(
                     "DELETE FROM cache_entries WHERE namespace_id = ?", (namespace_id,)

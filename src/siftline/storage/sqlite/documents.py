@@ -54,14 +54,6 @@ def fts_query(text: str) -> str:
     return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
 
 
-def _loads(text: str) -> Any:
-    """JSON text from SQLite (orjson; the standard library for integers past 64 bits)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
 def encode_cursor(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
@@ -184,7 +176,9 @@ class DocumentsMixin:
                     rowids.append(rowid)
                 at = _Rows(base if not existing else None, rowids)
                 self._insert_documents(conn, cid, at, writes, staged)
-                payload_index.note_multi_valued(conn, collection, staged.multi_valued)
+                payload_index.note_multi_valued(
+                    conn, collection, staged.multi_valued, (w.payload for w in writes)
+                )
                 seqs = [self._feature_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
                 for seq, vectors in zip(seqs, staged.vectors, strict=True):
                     self._write_vectors(conn, seq, at, vectors)
@@ -468,7 +462,7 @@ class DocumentsMixin:
                 "ON d.collection_id = ? AND d.document_id = j.value",
                 (path, orjson.dumps(list(document_ids)), collection.collection_id),
             ):
-                out[doc_id] = MISSING if raw is None else _loads(raw)
+                out[doc_id] = MISSING if raw is None else json.loads(raw)  # exact integers past 64 bits
         return out
 
     def _rowids_read(self, collection: Collection, document_ids: Sequence[str]) -> list[str]:

@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from siftline.models import Collection
 from siftline.pipeline.filters import Node
 from siftline.storage.sqlite.filter_sql import compile_filter, index_expression, index_hint
@@ -41,10 +43,41 @@ def sync_indexes(conn: sqlite3.Connection, collection: Collection) -> None:
     )}  # fmt: skip
     for name in existing - set(wanted):
         conn.execute(f'DROP INDEX IF EXISTS "{name}"')
+    fields = {_name(cid, p.field_name): p.field_name for p in collection.payload_indexes}
     for name, expr in wanted.items():
+        if name not in existing:  # documents written before the field was indexed may hold lists in it
+            _note_existing_multi_valued(conn, cid, fields[name])
         conn.execute(
             f'CREATE INDEX IF NOT EXISTS "{name}" ON documents({expr}) WHERE collection_id = {_literal(cid)}'
         )
+
+
+def _note_existing_multi_valued(conn: sqlite3.Connection, collection_id: str, field: str) -> None:
+    """Note ``field`` as multi-valued if a stored document holds a list or an object in it, or a list on the
+    way to it (as :func:`holds_many` decides for new writes)."""
+    parts = field.split(".")
+    paths = ["$" + "".join(f'."{p}"' for p in parts[: i + 1]) for i in range(len(parts))]
+    if any(ch in p for p in parts for ch in '"\\\0'):
+        return  # never hinted (index_expression refuses such names)
+    tests = ["json_type(payload, ?) = 'array'"] * (len(paths) - 1) + [
+        "json_type(payload, ?) IN ('array', 'object')"
+    ]
+    found = conn.execute(
+        f"SELECT 1 FROM documents WHERE collection_id = ? AND ({' OR '.join(tests)}) LIMIT 1",
+        (collection_id, *paths),
+    ).fetchone()
+    if found:
+        conn.execute(
+            "INSERT OR IGNORE INTO multi_valued(collection_id, field) VALUES (?, ?)", (collection_id, field)
+        )
+
+
+def declared_fields(conn: sqlite3.Connection, collection_id: str) -> set[str]:
+    """The indexed fields as stored now (another instance may have declared more since a write began)."""
+    row = conn.execute("SELECT config FROM collections WHERE collection_id = ?", (collection_id,)).fetchone()
+    if row is None:
+        return set()
+    return {p["field_name"] for p in orjson.loads(row[0]).get("payload_indexes", [])}
 
 
 def drop_indexes(conn: sqlite3.Connection, collection_id: str) -> None:
@@ -76,8 +109,16 @@ def multi_valued_fields(collection: Collection, payloads: Iterable[dict[str, Any
     return {name for payload in payloads for name, parts in fields if holds_many(payload, parts)}
 
 
-def note_multi_valued(conn: sqlite3.Connection, collection: Collection, found: set[str]) -> None:
-    """Record indexed fields found holding a list or an object (see :func:`multi_valued_fields`)."""
+def note_multi_valued(
+    conn: sqlite3.Connection, collection: Collection, found: set[str], payloads: Iterable[dict[str, Any]] = ()
+) -> None:
+    """Record indexed fields found holding a list or an object (see :func:`multi_valued_fields`); fields
+    indexed since ``collection`` was read are checked here, in the write's transaction, over ``payloads``."""
+    newer = declared_fields(conn, collection.collection_id) - {
+        p.field_name for p in collection.payload_indexes
+    }
+    if newer:
+        found = found | {f for payload in payloads for f in newer if holds_many(payload, f.split("."))}
     if found:
         conn.executemany(
             "INSERT OR IGNORE INTO multi_valued(collection_id, field) VALUES (?, ?)",
