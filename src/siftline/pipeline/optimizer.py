@@ -115,6 +115,8 @@ def _search(stage: PlannedStage, opt: Optimizing) -> bool:
         and stage.on_error == "error"
         and stage.cache_behavior != "aggressive"
         and stage.name not in opt.cached_stages
+        # its own post_filters run before anything folded into it: only when storage evaluates them
+        and not (stage.post_filters and _reads_score(stage.post_filters))
     )
 
 

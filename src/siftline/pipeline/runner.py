@@ -51,6 +51,14 @@ class RunResult:
         }
 
 
+class _StoppedAt(Exception):
+    """The budget stopped the run at a stage the optimizer folded away (as it would have stopped it there)."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__(info["stage_name"])
+        self.info = info
+
+
 class StageFailure(Exception):
     def __init__(self, message: str, budget: bool = False) -> None:
         super().__init__(message)
@@ -144,6 +152,10 @@ def _eliminated_before(stage: PlannedStage, ctx: ExecutionContext, candidates: l
     for _, planned in stage.absorbed:
         info = {"stage_name": planned.name, "stage_id": planned.stage_id, "stage_index": planned.index}
         emit("stage_start", info)
+        credits = stage_credits(planned.stage_id, 1, len(candidates))
+        budget = ctx.budget
+        if budget.max_credits is not None and round(budget.credits_used + credits, 6) > budget.max_credits:
+            raise _StoppedAt(info)
         started = time.perf_counter()
         if len({c.key for c in candidates}) == len(candidates):
             metadata: dict[str, Any] = {
@@ -157,7 +169,6 @@ def _eliminated_before(stage: PlannedStage, ctx: ExecutionContext, candidates: l
                 **ctx.metadata,
                 "optimized": {"rule": ELIMINATE_SORT, "eliminated": False, "merged_into": stage.name},
             }
-        credits = stage_credits(planned.stage_id, 1, len(candidates))
         ctx.budget.credits_used += credits
         metadata["credits"] = credits
         stats[planned.name] = _stats(
@@ -203,6 +214,8 @@ def run_plan(plan: Plan, ctx: ExecutionContext, on_event: Event | None = None) -
             return _failed(ctx, stats, TIME_EXCEEDED, info, facets)
         try:
             candidates = _eliminated_before(stage, ctx, candidates, stats, emit)
+        except _StoppedAt as stop:
+            return _failed(ctx, stats, CREDITS_EXCEEDED, stop.info, facets)
         except Exception as exc:
             return _failed(ctx, stats, _message(stage, exc), info, facets)
         emit("stage_start", info)

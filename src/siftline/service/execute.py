@@ -412,6 +412,9 @@ class Executor:
             "warnings": [],
             "error": error,
             "total_returned": 0,
+            "cache_hit": False,
+            "cache_status": "bypass",
+            "cache_bypass_reason": "the run failed before any stage",
             "total_stages": len(retriever.stages),
             "created_at": tracker.record.detail["created_at"],
         }

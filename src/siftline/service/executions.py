@@ -14,11 +14,12 @@ DETAIL_FIELDS = (
     "stage_statistics", "facets", "budget", "cached_at", "warnings", "interpretation", "error",
     "optimization_applied", "optimization_summary", "learned_fusion_context", "created_at", "completed_at",
     "current_stage", "stages_completed", "total_stages", "documents_retained", "total_returned",
+    "cache_hit", "cache_status", "cache_bypass_reason", "cached_from_execution_id", "cache_hit_rate",
 )  # fmt: skip
 ADHOC_FIELDS = (
     "execution_id", "execution_mode", "status", "timestamp", "duration_ms", "credits_used", "total_processed",
     "total_returned", "cache_hit_rate", "query_summary", "stages_completed", "total_stages", "collection_ids",
-    "inputs", "inputs_hash",
+    "inputs", "inputs_hash", "cache_hit", "cached_at", "cached_from_execution_id", "optimization_applied",
 )  # fmt: skip
 SUMMARY_FIELDS = (
     "execution_id", "status", "created_at", "completed_at", "duration_ms", "credits_used", "total_processed",

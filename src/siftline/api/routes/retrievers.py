@@ -22,6 +22,16 @@ from siftline.models import Retriever
 from siftline.pipeline.stages import STAGES
 from siftline.service import cache, explain, retrievers
 
+SkipCacheQuery = Annotated[
+    bool,
+    Query(
+        description="Same as the body's skip_cache (either turns it on): no cache lookups, fresh result stored."
+    ),
+]
+ReturnVectorsQuery = Annotated[
+    bool, Query(description="Same as the body's return_vectors (either turns it on).")
+]
+
 router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], responses=ERROR_RESPONSES)
 
 
@@ -75,8 +85,15 @@ def list_stages(_: NamespaceDep) -> list[dict[str, Any]]:
     summary="Execute stages ad hoc, without a stored retriever",
     responses={304: {"description": "If-None-Match named this result's ETag"}},
 )
-def execute_adhoc(body: AdhocExecuteBody, svc: ServicesDep, ns: NamespaceDep, http: Request) -> Any:
-    request = body.model_dump(exclude_unset=True)
+def execute_adhoc(
+    body: AdhocExecuteBody,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    http: Request,
+    skip_cache: SkipCacheQuery = False,
+    return_vectors: ReturnVectorsQuery = False,
+) -> Any:
+    request = _with_query_flags(body.model_dump(exclude_unset=True), skip_cache, return_vectors)
     if body.stream:
         streamed = stream_execution(lambda emit: svc.executor.execute_adhoc(ns, request, emit))
         streamed.headers["X-Execution-Mode"] = "adhoc"
@@ -153,13 +170,28 @@ def explain_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> 
     responses={304: {"description": "If-None-Match named this result's ETag"}},
 )
 def execute_retriever(
-    retriever_id: str, body: ExecuteBody, svc: ServicesDep, ns: NamespaceDep, http: Request
+    retriever_id: str,
+    body: ExecuteBody,
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    http: Request,
+    skip_cache: SkipCacheQuery = False,
+    return_vectors: ReturnVectorsQuery = False,
 ) -> Any:
     retriever = retrievers.get(svc.storage, ns, retriever_id)
-    request = body.model_dump(exclude_unset=True)
+    request = _with_query_flags(body.model_dump(exclude_unset=True), skip_cache, return_vectors)
     if body.stream:
         return stream_execution(lambda emit: svc.executor.execute_saved(ns, retriever, request, emit))
     return execution_response(svc.executor.execute_saved(ns, retriever, request), http)
+
+
+def _with_query_flags(request: dict[str, Any], skip_cache: bool, return_vectors: bool) -> dict[str, Any]:
+    """The SDK may send ``skip_cache`` and ``return_vectors`` as query parameters: either source turns them on."""
+    if skip_cache:
+        request["skip_cache"] = True
+    if return_vectors:
+        request["return_vectors"] = True
+    return request
 
 
 def execution_response(
