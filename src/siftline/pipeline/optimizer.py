@@ -249,7 +249,10 @@ def push_down_filters(stages: list[PlannedStage], opt: Optimizing) -> list[Plann
     return out
 
 
-def limit_push_down(stages: list[PlannedStage], opt: Optimizing) -> list[PlannedStage]:
+def _into_search(
+    stages: list[PlannedStage], opt: Optimizing, rule: str, stage_id: str, detail: str
+) -> list[PlannedStage]:
+    """Fold each plain ``stage_id`` stage into the search right before it (unless that one groups)."""
     out: list[PlannedStage] = []
     for stage in stages:
         prev = out[-1] if out else None
@@ -257,20 +260,20 @@ def limit_push_down(stages: list[PlannedStage], opt: Optimizing) -> list[Planned
             prev is not None
             and _search(prev, opt)
             and "group_by" not in _absorbed_ids(prev)
-            and stage.stage_id == "limit"
+            and stage.stage_id == stage_id
             and _plain(stage, opt)
         ):
-            out[-1] = _fold(prev, "limit_push_down", stage)
-            opt.rewrites.append(
-                Rewrite(
-                    "limit_push_down",
-                    [stage.name],
-                    prev.name,
-                    "the window is cut from the ids before hydration",
-                )
-            )
+            out[-1] = _fold(prev, rule, stage)
+            opt.rewrites.append(Rewrite(rule, [stage.name], prev.name, detail))
             continue
         out.append(stage)
+    return out
+
+
+def limit_push_down(stages: list[PlannedStage], opt: Optimizing) -> list[PlannedStage]:
+    out = _into_search(
+        stages, opt, "limit_push_down", "limit", "the window is cut from the ids before hydration"
+    )
     last = out[-1] if out else None
     if (
         opt.page_window is not None
@@ -279,38 +282,16 @@ def limit_push_down(stages: list[PlannedStage], opt: Optimizing) -> list[Planned
         and "group_by" not in _absorbed_ids(last)
     ):
         start, end = opt.page_window
-        opt.rewrites.append(
-            Rewrite(
-                "limit_push_down",
-                [],
-                last.name,
-                f"only the requested page (results {start}-{end - 1}) is hydrated",
-            )
-        )
+        detail = f"only the requested page (results {start}-{end - 1}) is hydrated"
+        opt.rewrites.append(Rewrite("limit_push_down", [], last.name, detail))
     else:
         opt.page_window = None
     return out
 
 
 def group_by_push_down(stages: list[PlannedStage], opt: Optimizing) -> list[PlannedStage]:
-    out: list[PlannedStage] = []
-    for stage in stages:
-        prev = out[-1] if out else None
-        if (
-            prev is not None
-            and _search(prev, opt)
-            and "group_by" not in _absorbed_ids(prev)
-            and stage.stage_id == "group_by"
-            and _plain(stage, opt)
-        ):
-            out[-1] = _fold(prev, "group_by_push_down", stage)
-            opt.rewrites.append(
-                Rewrite("group_by_push_down", [stage.name], prev.name,
-                        "groups read only the group field from storage; only the kept members are hydrated")
-            )  # fmt: skip
-            continue
-        out.append(stage)
-    return out
+    detail = "groups read only the group field from storage; only the kept members are hydrated"
+    return _into_search(stages, opt, "group_by_push_down", "group_by", detail)
 
 
 RULES: tuple[Rule, ...] = (

@@ -244,10 +244,7 @@ class Executor:
         if caching.key is not None and result.status == "completed":
             self._store(caching, namespace, retriever_id, tracker.record.execution_id, response)
         tracker.finish(response, response["documents"])
-        response["completed_at"] = tracker.record.detail["completed_at"]
-        response["stages_completed"] = tracker.record.detail["stages_completed"]
-        response["documents_retained"] = tracker.record.detail["documents_retained"]
-        return response
+        return _finished(tracker, response)
 
     def _optimize(
         self, plan: Plan, body: dict[str, Any], config: cache.CacheConfig, page: PageRequest, fingerprint: str
@@ -346,10 +343,7 @@ class Executor:
             }
         )
         tracker.finish(response, response["documents"])
-        response["completed_at"] = tracker.record.detail["completed_at"]
-        response["stages_completed"] = tracker.record.detail["stages_completed"]
-        response["documents_retained"] = tracker.record.detail["documents_retained"]
-        return response
+        return _finished(tracker, response)
 
     def _response(
         self,
@@ -421,6 +415,13 @@ class Executor:
         tracker.finish(response, [])
         response["completed_at"] = tracker.record.detail["completed_at"]
         return response
+
+
+def _finished(tracker: Tracker, response: dict[str, Any]) -> dict[str, Any]:
+    """The response completed with what the record settled when the run was saved."""
+    for key in ("completed_at", "stages_completed", "documents_retained"):
+        response[key] = tracker.record.detail[key]
+    return response
 
 
 def unindexed_field_warnings(
