@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import pickle
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +27,17 @@ from siftline.pipeline.filters import (
     get_path,
     matcher,
     parse_filter,
+)
+from siftline.testing.filter_strategies import (
+    BOOL,
+    D4,
+    OPS,
+    STRINGS,
+    Drawing,
+    draw_json,
+    leaves,
+    numbers,
+    pick,
 )
 
 DOC: dict[str, Any] = {
@@ -493,21 +503,11 @@ def ref_relax(flt: dict[str, Any], inputs: dict[str, Any], dropped: list[str]) -
     return None if lost and not set(out) - {"case_sensitive"} else out
 
 
-# -- drawing (hand-rolled: much faster than nested st.recursive strategies)
+# -- drawing: siftline.testing.filter_strategies, over any code point (NUL and lone surrogates included)
+# and documents that may hold NaN, infinities and huge integers (values no filter can be given).
 
-STRINGS = ["abc", "ABC", "ab", "b", "", "ß", "SS", "ss", "straße", "STRASSE", "İ", "i̇", "x y", "ﬁ", "FI",
-           "Σς", "σΣ", "2024-01-02", "2023-12-31T10:00:00Z", "1", "null"]  # fmt: skip
-_text = st.text(max_size=6)  # any code point, NUL and lone surrogates included
-strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), _text)
-_small_numbers = st.sampled_from([0, 1, -1, 2, 10, 1.0, 1.5, -0.0, 2.5, 2**53 + 1, float(2**53)])
-numbers = st.one_of(
-    _small_numbers,
-    _small_numbers,
-    st.integers(-(2**63), 2**63 - 1),
-    st.floats(allow_nan=False, allow_infinity=False),
-)
-doc_numbers = numbers | st.integers() | st.floats()  # documents may hold NaN, infinities, huge integers
-scalars = st.one_of(st.none(), st.booleans(), numbers, strings, strings)
+strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), st.text(max_size=6))
+doc_numbers = numbers | st.integers() | st.floats()
 doc_scalars = st.one_of(st.none(), st.booleans(), doc_numbers, strings, strings)
 FIELDS = [
     "a",
@@ -522,32 +522,16 @@ FIELDS = [
     "document_id",
     "_internal.s",
 ]
-OPS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "ends_with", "regex",
-       "exists", "is_null", "text"]  # fmt: skip
-REGEXES = ["^a", "b$", "a.c", "[sß]", "^$", r"\d", "x y", "(?i)abc", "", "İ", "ς"]
-_BOOL, _D4, _D5, _PICK = st.booleans(), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2**16)
-_CUT = st.tuples(st.integers(0, 3), st.integers(-3, 8) | st.none())
-
-
-def _pick(draw: st.DrawFn, items: list[Any]) -> Any:
-    return items[draw(_PICK) % len(items)]
-
-
-def _json(draw: st.DrawFn, depth: int = 0) -> Any:
-    kind = draw(_D4) if depth < 2 else 0
-    if kind <= 1:
-        return draw(doc_scalars)
-    if kind == 2:
-        return [_json(draw, depth + 1) for _ in range(draw(_D4))]
-    return {k: _json(draw, depth + 1) for k in ("x", "y", "z") if draw(_BOOL)}
+ANY_TEXT = Drawing(strings, numbers, FIELDS)
 
 
 @st.composite
 def documents(draw: st.DrawFn) -> list[dict[str, Any]]:
     docs = []
     for i in range(draw(st.integers(1, 6))):
-        doc = {"document_id": f"doc-{i}", **{k: _json(draw) for k in ("a", "b", "tags", "meta") if draw(_D4)}}
-        doc["_internal"] = {"s": _json(draw)} if draw(_BOOL) else {}
+        user = {k: draw_json(draw, leaf=doc_scalars) for k in ("a", "b", "tags", "meta") if draw(D4)}
+        doc = {"document_id": f"doc-{i}", **user}
+        doc["_internal"] = {"s": draw_json(draw, leaf=doc_scalars)} if draw(BOOL) else {}
         docs.append(doc)
     return docs
 
@@ -559,78 +543,27 @@ def parse_ok(value: Any) -> bool:
     return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
-def _leaves(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict | list):
-        for item in value.values() if isinstance(value, dict) else value:
-            yield from _leaves(item)
-    elif value is not ABSENT and parse_ok(value):
-        yield value
-
-
-def _near(draw: st.DrawFn, pool: list[Any]) -> Any:
-    """Mostly a value taken from the documents (with its case changed now and then), else any scalar."""
-    x = _pick(draw, pool) if pool and draw(_D4) else draw(scalars)
-    return _recase(x, draw(_D4)) if isinstance(x, str) else x
-
-
-def _recase(s: str, how: int) -> str:
-    return [s, s.upper(), s.swapcase(), s.casefold()][how]
-
-
-def _near_text(draw: st.DrawFn, pool: list[Any]) -> str:
-    texts = [x for x in pool if isinstance(x, str)]
-    s = _pick(draw, texts) if texts and draw(_BOOL) else draw(strings)
-    i, j = draw(_CUT)
-    return _recase(s[i:j], draw(_D4))
-
-
-def draw_value(draw: st.DrawFn, pool: list[Any], op: str) -> Any:
-    if op in ("exists", "is_null"):
-        return draw(_BOOL)
-    if op in ("in", "nin"):
-        return [_near(draw, pool) for _ in range(draw(_D5))]
-    if op in ("starts_with", "ends_with", "text") or (op == "contains" and draw(_BOOL)):
-        return _near_text(draw, pool)
-    if op == "regex":
-        return re.escape(_near_text(draw, pool)) if draw(_BOOL) else _pick(draw, REGEXES)
-    x = _near(draw, pool)
-    return draw(numbers | strings) if op in ORDER and (x is None or isinstance(x, bool)) else x
-
-
-def draw_filter(draw: st.DrawFn, pools: dict[str, list[Any]], inputs: dict[str, Any], depth: int = 0) -> Any:
+def draw_filter(draw: st.DrawFn, pools: dict[str, list[Any]], inputs: dict[str, Any]) -> Any:
     """A random filter tree; some values become dynamic references (present or not in ``inputs``)."""
 
     def maybe_dynamic(value: Any) -> Any:
-        if draw(_D4):
+        if draw(D4):
             return value
         name = f"v{len(inputs)}"
-        inputs[name] = [value, value, None, ABSENT][draw(_D4)]
-        return {"type": "dynamic", "field": _pick(draw, ["inputs.", "INPUT.", ""]) + name}
+        inputs[name] = [value, value, None, ABSENT][draw(D4)]
+        return {"type": "dynamic", "field": pick(draw, ["inputs.", "INPUT.", ""]) + name}
 
-    if depth >= 3 or draw(_D4) <= 1:
-        field, op = _pick(draw, FIELDS), _pick(draw, OPS)
-        cond = {"field": field, "operator": op, "value": maybe_dynamic(draw_value(draw, pools[field], op))}
-        if op == "eq" and draw(_BOOL):
-            del cond["operator"]
-        if not draw(_D4):
-            cond["case_sensitive"] = draw(_BOOL)
-        return cond
-    obj: dict[str, Any] = {}
-    for key in ("AND", "OR", "NOT"):
-        if draw(_BOOL):
-            obj[key] = [draw_filter(draw, pools, inputs, depth + 1) for _ in range(draw(_D4))]
-    if not draw(_D4):
-        obj["case_sensitive"] = draw(_BOOL)
-    if not draw(_D4):
-        obj["b"] = maybe_dynamic(_near(draw, pools["b"]))
-    return obj
+    return ANY_TEXT.draw_filter(draw, pools, wrap=maybe_dynamic)
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[list[dict[str, Any]], Any, dict[str, Any]]:
     """Documents, a filter whose values mostly come from them, and the inputs for its dynamic values."""
     docs = draw(documents())
-    pools = {f: list(_leaves([ref_lookup(d, f) for d in docs])) for f in FIELDS}
+    pools = {
+        f: [x for x in leaves([ref_lookup(d, f) for d in docs]) if x is not ABSENT and parse_ok(x)]
+        for f in FIELDS
+    }
     inputs: dict[str, Any] = {}
     flt = draw_filter(draw, pools, inputs)
     return docs, flt, {k: v for k, v in inputs.items() if v is not ABSENT}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any, TypeAlias
@@ -22,6 +21,7 @@ from siftline.storage.sqlite.filter_sql import (
     register_functions,
 )
 from siftline.storage.sqlite.payload_index import holds_many
+from siftline.testing.filter_strategies import FIELDS, OPS, STORABLE, draw_fields, pick, pools_of
 
 SCHEMA = (
     "CREATE TABLE documents(rowid INTEGER PRIMARY KEY, collection_id TEXT, document_id TEXT, "
@@ -29,125 +29,19 @@ SCHEMA = (
 )
 
 # ---------------------------------------------------------------------------------------------- strategies
-# Hand-rolled drawing (instead of nested st.recursive/st.composite) keeps generation fast, and filter
-# values come mostly from the documents' own values at the chosen field, so filters match some rows.
+# Documents and filters are drawn by siftline.testing.filter_strategies (STORABLE: values SQLite stores);
+# filter values come mostly from the documents' own values at the chosen field, so filters match some rows.
 
-STRINGS = ["abc", "ABC", "Abc", "ab", "b", "", "ß", "SS", "ss", "straße", "STRASSE", "İ", "i̇", "x y",
-           "2024-01-02", "2023-12-31T10:00:00Z", "ﬁ", "FI", "Σς", "1", "true", "null", "it's",
-           "a%_b"]  # fmt: skip
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=6)
-_small_numbers = st.sampled_from([0, 1, -1, 2, 10, 1.0, 1.5, -0.0, 2.5, 2**53 + 1, float(2**53)])
-_any_number = st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), _text)
-numbers = st.one_of(_small_numbers, _small_numbers, _any_number)
-scalars = st.one_of(st.none(), st.booleans(), numbers, strings, strings)
-USER_KEYS = ["a", "b", "tags", "meta", "c d", "é", "it's"]
-FIELDS = ["a", "b", "tags", "meta", "meta.x", "meta.y", "meta.x.z", "c d", "é", "it's", "nope", "a.x",
-          "document_id", "collection_id", "document_id.x", "_internal", "_internal.score", "_internal.tags",
-          "_internal.flag"]  # fmt: skip
-REGEXES = ["^a", "b$", "a.c", "[sß]", "^$", r"\d", "x y", "(?i)abc", "", "İ", "^ab+", "ς"]
-OPS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "ends_with", "regex",
-       "exists", "is_null", "text"]  # fmt: skip
-_BOOL, _D4, _D5, _PICK = st.booleans(), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2**16)
-_CUT = st.tuples(st.integers(0, 3), st.integers(-3, 8) | st.none())
 Doc: TypeAlias = tuple[str, dict[str, Any], dict[str, Any]]  # collection, user fields, _internal
-
-
-def _pick(draw: st.DrawFn, items: list[Any]) -> Any:
-    return items[draw(_PICK) % len(items)]
-
-
-def _json(draw: st.DrawFn, depth: int = 0) -> Any:
-    kind = draw(_D4) if depth < 2 else 0
-    if kind <= 1:
-        return draw(scalars)
-    if kind == 2:
-        return [_json(draw, depth + 1) for _ in range(draw(_D4))]
-    return {k: _json(draw, depth + 1) for k in ("x", "y", "z") if draw(_BOOL)}
 
 
 @st.composite
 def documents(draw: st.DrawFn) -> list[Doc]:
     docs = []
     for _ in range(draw(st.integers(2, 8))):
-        user = {k: _json(draw) for k in USER_KEYS if draw(_D4)}
-        internal: dict[str, Any] = {"score": draw(numbers)} if draw(_BOOL) else {}
-        if draw(_BOOL):
-            internal["tags"] = [draw(strings) for _ in range(draw(_D4))]
-        if draw(_BOOL):
-            internal["flag"] = draw(st.none() | _BOOL)
-        docs.append((_pick(draw, ["news", "NEWS", "blog"]), user, internal))
+        user, internal = draw_fields(draw)
+        docs.append((pick(draw, ["news", "NEWS", "blog"]), user, internal))
     return docs
-
-
-def _leaves(value: Any) -> Iterator[Any]:
-    """Every scalar inside a JSON value."""
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            yield from _leaves(item)
-    else:
-        yield value
-
-
-def _recase(s: str, how: int) -> str:
-    return [s, s.upper(), s.lower(), s.swapcase(), s.casefold()][how]
-
-
-def _near(draw: st.DrawFn, pool: list[Any]) -> Any:
-    """Mostly a value from ``pool`` (string case changed now and then), else any scalar."""
-    x = _pick(draw, pool) if pool and draw(_D4) else draw(scalars)
-    return _recase(x, draw(_D5)) if isinstance(x, str) else x
-
-
-def _near_text(draw: st.DrawFn, pool: list[Any]) -> str:
-    """A slice of a (recased) string from ``pool``, or of any string."""
-    texts = [x for x in pool if isinstance(x, str)]
-    s = _pick(draw, texts) if texts and draw(_BOOL) else draw(strings)
-    i, j = draw(_CUT)
-    return _recase(s, draw(_D5))[i:j]
-
-
-def draw_value(draw: st.DrawFn, pool: list[Any], op: str) -> Any:
-    """A valid value for ``op``, close to the values in ``pool``."""
-    if op in ("exists", "is_null"):
-        return draw(_BOOL)
-    if op in ("in", "nin"):
-        return [_near(draw, pool) for _ in range(draw(_D5))]
-    if op in ("starts_with", "ends_with", "text") or (op == "contains" and draw(_BOOL)):
-        return _near_text(draw, pool)
-    if op == "regex":
-        return re.escape(_near_text(draw, pool)) if draw(_BOOL) else _pick(draw, REGEXES)
-    x = _near(draw, pool)
-    if op in ("gt", "gte", "lt", "lte") and (x is None or isinstance(x, bool | list)):
-        return draw(numbers | strings)
-    return x
-
-
-def draw_condition(draw: st.DrawFn, pools: dict[str, list[Any]]) -> dict[str, Any]:
-    field, op = _pick(draw, FIELDS), _pick(draw, OPS)
-    cond: dict[str, Any] = {"field": field, "operator": op, "value": draw_value(draw, pools[field], op)}
-    if op == "eq" and draw(_BOOL):
-        del cond["operator"]
-    if not draw(_D4):
-        cond["case_sensitive"] = draw(_BOOL)
-    return cond
-
-
-def draw_filter(draw: st.DrawFn, pools: dict[str, list[Any]], depth: int = 0) -> dict[str, Any]:
-    """A random filter tree: AND/OR/NOT lists, case_sensitive, a shorthand key, conditions."""
-    if depth >= 3 or draw(_D4) <= 1:
-        return draw_condition(draw, pools)
-    obj: dict[str, Any] = {}
-    for key in ("AND", "OR", "NOT"):
-        if draw(_BOOL):
-            obj[key] = [draw_filter(draw, pools, depth + 1) for _ in range(draw(_D4))]
-    if not draw(_D4):
-        obj["case_sensitive"] = draw(_BOOL)
-    if not draw(_D4):
-        obj["b"] = _near(draw, pools["b"])
-    return obj
 
 
 def _as_docs(docs: list[Doc]) -> list[dict[str, Any]]:
@@ -158,34 +52,19 @@ def _as_docs(docs: list[Doc]) -> list[dict[str, Any]]:
     ]
 
 
-def _at(doc: Any, field: str) -> Any:
-    for part in field.split("."):
-        doc = doc.get(part) if isinstance(doc, dict) else None
-    return doc
-
-
-def _pools(docs: list[Doc]) -> dict[str, list[Any]]:
-    """Per field, the distinct scalars stored there in the documents."""
-    full = _as_docs(docs)
-    return {
-        f: [x for _, x in sorted({repr(x): x for d in full for x in _leaves(_at(d, f))}.items())]
-        for f in FIELDS
-    }
-
-
 @st.composite
 def cases(draw: st.DrawFn) -> tuple[list[Doc], list[dict[str, Any]]]:
     """Documents, and up to four filters whose values mostly come from those documents."""
     docs = draw(documents())
-    pools = _pools(docs)
-    return docs, [draw_filter(draw, pools) for _ in range(draw(st.integers(1, 4)))]
+    pools = pools_of(_as_docs(docs))
+    return docs, [STORABLE.draw_filter(draw, pools) for _ in range(draw(st.integers(1, 4)))]
 
 
 @st.composite
 def single_conditions(draw: st.DrawFn) -> tuple[list[Doc], str, str, Any]:
     """Documents, a field, an operator and a value for it."""
-    docs, field, op = draw(documents()), _pick(draw, FIELDS), _pick(draw, OPS)
-    return docs, field, op, draw_value(draw, _pools(docs)[field], op)
+    docs, field, op = draw(documents()), pick(draw, FIELDS), pick(draw, OPS)
+    return docs, field, op, STORABLE.draw_value(draw, pools_of(_as_docs(docs))[field], op)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -21,8 +21,7 @@ The suite only calls the Protocol methods of ``siftline.storage.base``.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -45,6 +44,7 @@ from siftline.testing.contract import (
     new_collection,
     vectors_of,
 )
+from siftline.testing.filter_strategies import BOOL, D4, FIELDS, STORABLE, draw_fields, pick, pools_of
 from siftline.testing.namespaced import NamespacedContract
 
 Kind = Literal["result", "stage"]
@@ -194,142 +194,18 @@ class CacheModel:
 
 
 # ---------------------------------------------------------------------------------------------- documents
-# Mirrors the drawing of tests/storage/test_filter_sql.py (hand-rolled: much faster than nested
-# st.recursive strategies); filter values come mostly from the stored documents' own values at the
-# chosen field, so filters match some documents. Strings hold no NUL and integers fit in 64 bits: filters
-# over those are limits filter_sql documents for SQLite (field_values of integers past 64 bits has an
-# example test of its own).
+# Random documents and filters come from siftline.testing.filter_strategies (STORABLE: strings hold no NUL
+# and integers fit in 64 bits, the limits filter_sql documents for SQLite; field_values of integers past
+# 64 bits has an example test of its own).
 
-STRINGS = ["abc", "ABC", "Abc", "ab", "b", "", "ß", "SS", "ss", "straße", "STRASSE", "İ", "i̇", "x y",
-           "2024-01-02", "2023-12-31T10:00:00Z", "ﬁ", "FI", "Σς", "1", "true", "null", "it's",
-           "a%_b"]  # fmt: skip
-_text = st.text(st.characters(codec="utf-8", blacklist_characters="\x00"), max_size=6)  # no surrogates
-_small_numbers = st.sampled_from([0, 1, -1, 2, 10, 1.0, 1.5, -0.0, 2.5, 2**53 + 1, float(2**53), 0.1, 1e300])
-_any_number = st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False)
-strings = st.one_of(st.sampled_from(STRINGS), st.sampled_from(STRINGS), _text)
-numbers = st.one_of(_small_numbers, _small_numbers, _any_number)
-scalars = st.one_of(st.none(), st.booleans(), numbers, strings, strings)
-USER_KEYS = ["a", "b", "tags", "meta", "c d", "é", "it's"]
-FIELDS = ["a", "b", "tags", "meta", "meta.x", "meta.y", "meta.x.z", "c d", "é", "it's", "nope", "a.x",
-          "document_id", "collection_id", "document_id.x", "_internal", "_internal.score", "_internal.tags",
-          "_internal.flag", "_internal.meta.x"]  # fmt: skip
 VALUE_FIELDS = [f for f in FIELDS if f != "_internal"]  # field_values reads paths, not the whole _internal
 INDEXABLE = ["a", "b", "tags", "meta", "meta.x", "meta.y", "c d", "é", "it's", "nope"]
-REGEXES = ["^a", "b$", "a.c", "[sß]", "^$", r"\d", "x y", "(?i)abc", "", "İ", "^ab+", "ς"]
-OPS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin", "contains", "starts_with", "ends_with", "regex",
-       "exists", "is_null", "text"]  # fmt: skip
-_BOOL, _D4, _D5, _PICK = st.booleans(), st.integers(0, 3), st.integers(0, 4), st.integers(0, 2**16)
-_CUT = st.tuples(st.integers(0, 3), st.integers(-3, 8) | st.none())
-
-
-def _pick(draw: st.DrawFn, items: Sequence[Any]) -> Any:
-    return items[draw(_PICK) % len(items)]
-
-
-def _json(draw: st.DrawFn, depth: int = 0) -> Any:
-    kind = draw(_D4) if depth < 2 else 0
-    if kind <= 1:
-        return draw(scalars)
-    if kind == 2:
-        return [_json(draw, depth + 1) for _ in range(draw(_D4))]
-    return {k: _json(draw, depth + 1) for k in ("x", "y", "z") if draw(_BOOL)}
 
 
 def draw_write(draw: st.DrawFn, document_id: str) -> DocumentWrite:
     """A document of random user fields (some missing) and ``_internal`` fields, without vectors."""
-    payload = {k: _json(draw) for k in USER_KEYS if draw(_D4)}
-    internal: dict[str, Any] = {"score": draw(numbers)} if draw(_BOOL) else {}
-    if draw(_BOOL):
-        internal["tags"] = [draw(strings) for _ in range(draw(_D4))]
-    if draw(_BOOL):
-        internal["flag"] = draw(st.none() | _BOOL)
-    if not draw(_D4):
-        internal["meta"] = _json(draw, 1)
+    payload, internal = draw_fields(draw)
     return DocumentWrite(document_id, payload, internal, {}, {})
-
-
-def _leaves(value: Any) -> Iterator[Any]:
-    """Every scalar inside a JSON value."""
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, list):
-        for item in value:
-            yield from _leaves(item)
-    elif value is not MISSING:
-        yield value
-
-
-def _recase(s: str, how: int) -> str:
-    return [s, s.upper(), s.lower(), s.swapcase(), s.casefold()][how]
-
-
-def _near(draw: st.DrawFn, pool: list[Any]) -> Any:
-    """Mostly a value from ``pool`` (string case changed now and then), else any scalar."""
-    x: Any = draw(scalars)
-    if pool and draw(_D4) != 0:
-        x = _pick(draw, pool)
-    return _recase(x, draw(_D5)) if isinstance(x, str) else x
-
-
-def _near_text(draw: st.DrawFn, pool: list[Any]) -> str:
-    """A slice of a (recased) string from ``pool``, or of any string."""
-    texts = [x for x in pool if isinstance(x, str)]
-    s: str = draw(strings)
-    from_pool: bool = draw(_BOOL)
-    if texts and from_pool:
-        s = _pick(draw, texts)
-    i, j = draw(_CUT)
-    return _recase(s, draw(_D5))[i:j]
-
-
-def draw_value(draw: st.DrawFn, pool: list[Any], op: str) -> Any:
-    """A valid value for ``op``, close to the values in ``pool``."""
-    if op in ("exists", "is_null"):
-        return draw(_BOOL)
-    if op in ("in", "nin"):
-        return [_near(draw, pool) for _ in range(draw(_D5))]
-    if op in ("starts_with", "ends_with", "text") or (op == "contains" and draw(_BOOL)):
-        return _near_text(draw, pool)
-    if op == "regex":
-        return re.escape(_near_text(draw, pool)) if draw(_BOOL) else _pick(draw, REGEXES)
-    x = _near(draw, pool)
-    if op in ("gt", "gte", "lt", "lte") and (x is None or isinstance(x, bool)):
-        return draw(numbers | strings)
-    return x
-
-
-def draw_condition(draw: st.DrawFn, pools: Mapping[str, list[Any]]) -> dict[str, Any]:
-    name, op = _pick(draw, FIELDS), _pick(draw, OPS)
-    cond: dict[str, Any] = {"field": name, "operator": op, "value": draw_value(draw, pools[name], op)}
-    if op == "eq" and draw(_BOOL):
-        del cond["operator"]
-    if not draw(_D4):
-        cond["case_sensitive"] = draw(_BOOL)
-    return cond
-
-
-def draw_filter(draw: st.DrawFn, pools: Mapping[str, list[Any]], depth: int = 0) -> dict[str, Any]:
-    """A random filter tree: AND/OR/NOT lists, case_sensitive, a shorthand key, conditions."""
-    if depth >= 3 or draw(_D4) <= 1:
-        return draw_condition(draw, pools)
-    obj: dict[str, Any] = {}
-    for key in ("AND", "OR", "NOT"):
-        if draw(_BOOL):
-            obj[key] = [draw_filter(draw, pools, depth + 1) for _ in range(draw(_D4))]
-    if not draw(_D4):
-        obj["case_sensitive"] = draw(_BOOL)
-    if not draw(_D4):
-        obj["b"] = _near(draw, pools["b"])
-    return obj
-
-
-def pools_of(docs: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """Per field, the distinct scalars the documents hold there."""
-    docs = list(docs)
-    return {
-        f: [x for _, x in sorted({repr(x): x for d in docs for x in _leaves(get_path(d, f))}.items())]
-        for f in FIELDS
-    }
 
 
 def json_form(value: Any) -> Any:
@@ -361,20 +237,20 @@ class DocumentPlan:
 
 @st.composite
 def document_plans(draw: st.DrawFn) -> DocumentPlan:
-    indexed = tuple(PayloadIndex(f, "keyword") for f in INDEXABLE if not draw(_D4))
+    indexed = tuple(PayloadIndex(f, "keyword") for f in INDEXABLE if not draw(D4))
     doc_ids = [f"doc-{i}" for i in range(draw(st.integers(2, 8)))]
     first = [draw_write(draw, i) for i in doc_ids]
-    second = [draw_write(draw, i) for i in [*doc_ids, "doc-late"] if not draw(_D4)] if draw(_BOOL) else []
+    second = [draw_write(draw, i) for i in [*doc_ids, "doc-late"] if not draw(D4)] if draw(BOOL) else []
     doc_ids += [w.document_id for w in second if w.document_id not in doc_ids]
-    deleted = [_pick(draw, doc_ids)] if draw(_BOOL) else []
+    deleted = [pick(draw, doc_ids)] if draw(BOOL) else []
     theirs = [draw_write(draw, i) for i in [*doc_ids, "only-other"]]
-    candidates = [i for i in doc_ids if draw(_D4)] + ["missing", "only-other", _pick(draw, doc_ids)]
+    candidates = [i for i in doc_ids if draw(D4)] + ["missing", "only-other", pick(draw, doc_ids)]
     return DocumentPlan(indexed, first, second, deleted, theirs, draw(st.permutations(candidates)))
 
 
 @st.composite
 def filters(draw: st.DrawFn, pools: Mapping[str, list[Any]]) -> dict[str, Any]:
-    return draw_filter(draw, pools)
+    return STORABLE.draw_filter(draw, pools)
 
 
 def apply_plan(
