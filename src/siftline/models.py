@@ -200,3 +200,40 @@ class CacheEntry:
     expires_at: float | None = None
     retriever_id: str | None = None
     execution_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """A user's interaction with one result of an execution (a click, a view, a purchase …)."""
+
+    interaction_id: str
+    namespace_id: str
+    execution_id: str | None
+    retriever_id: str | None
+    feature_id: str  # the document id
+    interaction_types: tuple[str, ...]
+    position: int
+    recorded_at: datetime
+    occurred_at: datetime
+    user_id: str | None = None
+    session_id: str | None = None
+    feature_uri: str | None = None
+    document_score: float | None = None
+    result_set_size: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    query_snapshot: dict[str, Any] | None = None
+    dedupe_key: str = ""  # what makes two interactions the same (for dropping retries)
+
+
+@dataclass(frozen=True)
+class InteractionQuery:
+    """Filters of an interaction list (all optional, ANDed)."""
+
+    execution_id: str | None = None
+    retriever_id: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+    feature_id: str | None = None
+    interaction_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siftline import __version__
 from siftline.api.bodies import BodyLimit
-from siftline.api.routes import collections, documents, executions, health, namespaces, retrievers
+from siftline.api.routes import (
+    collections,
+    documents,
+    executions,
+    health,
+    interactions,
+    namespaces,
+    retrievers,
+)
 from siftline.config import Settings
 from siftline.errors import (
     BadRequestError,
@@ -110,7 +118,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
 
-    for module in (health, namespaces, collections, documents, executions, retrievers):
+    for module in (health, namespaces, collections, documents, interactions, executions, retrievers):
         app.include_router(module.router)
     return app
 

@@ -24,6 +24,8 @@ from siftline.models import (
     DocumentWrite,
     ExecutionRecord,
     Feature,
+    Interaction,
+    InteractionQuery,
     Namespace,
     Retriever,
     SortSpec,
@@ -159,6 +161,25 @@ class CacheStore(Protocol):
         """entries, bytes, and entries by kind."""
 
 
+class InteractionStore(Protocol):
+    """Interactions with executions' results, kept durably; identical retries are dropped."""
+
+    def add_interactions(
+        self, interactions: Sequence[Interaction], dedupe_since: datetime
+    ) -> list[tuple[str, bool]]:
+        """Store each interaction unless one of the same namespace with the same ``dedupe_key`` was
+        recorded at or after ``dedupe_since`` (also earlier in this call). Per item: the id kept (its own,
+        or the earlier identical one's) and whether it was stored. Atomic: concurrent calls never lose or
+        double an interaction."""
+
+    def get_interaction(self, namespace_id: str, interaction_id: str) -> Interaction | None: ...
+    def delete_interaction(self, namespace_id: str, interaction_id: str) -> bool: ...
+    def list_interactions(
+        self, namespace_id: str, query: InteractionQuery, limit: int, offset: int
+    ) -> tuple[list[Interaction], int]:
+        """Newest first (by ``occurred_at``, then id); with the total matching."""
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -207,6 +228,7 @@ class Storage(
     RetrieverStore,
     RecordStore,
     CacheStore,
+    InteractionStore,
     SearchIndex,
     Protocol,
 ):

@@ -12,13 +12,16 @@ from siftline.storage.sqlite.documents import DocumentsMixin
 from siftline.storage.sqlite.filter_sets import FilterSets
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
+from siftline.storage.sqlite.interactions import InteractionsMixin
 from siftline.storage.sqlite.records import RecordsMixin
 from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
 from siftline.storage.sqlite.vectors import VectorIndex
 
 
-class SQLiteStorage(CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin, CacheMixin):
+class SQLiteStorage(
+    CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin, CacheMixin, InteractionsMixin
+):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
     name = "sqlite"

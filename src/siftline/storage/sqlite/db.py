@@ -103,6 +103,25 @@ CREATE TABLE IF NOT EXISTS cache_entries (
 CREATE INDEX IF NOT EXISTS cache_by_use ON cache_entries(last_used);
 CREATE INDEX IF NOT EXISTS cache_by_expiry ON cache_entries(expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS cache_by_namespace ON cache_entries(namespace_id, retriever_id);
+CREATE TABLE IF NOT EXISTS interactions (
+    interaction_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL,
+    execution_id TEXT,
+    retriever_id TEXT,
+    feature_id TEXT NOT NULL,
+    types TEXT NOT NULL,             -- JSON list of interaction types
+    position INTEGER NOT NULL,
+    user_id TEXT,
+    session_id TEXT,
+    recorded_at TEXT NOT NULL,
+    occurred_at TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL,
+    body TEXT NOT NULL               -- the rest: feature_uri, document_score, metadata, query_snapshot, …
+);
+CREATE INDEX IF NOT EXISTS interactions_by_time ON interactions(namespace_id, occurred_at);
+CREATE INDEX IF NOT EXISTS interactions_by_execution ON interactions(namespace_id, execution_id);
+CREATE INDEX IF NOT EXISTS interactions_by_retriever ON interactions(namespace_id, retriever_id, occurred_at);
+CREATE INDEX IF NOT EXISTS interactions_by_dedupe ON interactions(namespace_id, dedupe_key, recorded_at);
 CREATE TABLE IF NOT EXISTS multi_valued (
     collection_id TEXT NOT NULL,
     field TEXT NOT NULL,
