@@ -17,6 +17,30 @@ Metric = Literal["cosine", "dot_product", "euclidean"]
 FeatureKind = Literal["dense", "bm25"]
 PayloadIndexType = Literal["keyword", "integer", "float", "bool", "datetime", "text"]
 
+INTERACTION_TYPES = (
+    "impression",
+    "view",
+    "click",
+    "dwell",
+    "positive_feedback",
+    "negative_feedback",
+    "purchase",
+    "add_to_cart",
+    "wishlist",
+    "long_view",
+    "share",
+    "bookmark",
+    "query_refinement",
+    "zero_results",
+    "filter_toggle",
+    "skip",
+    "return_to_results",
+    "play",
+    "download",
+    "save",
+    "add_to_project",
+    "rating",
+)  # fmt: skip  (the SDK's InteractionType)
 TEXT_EXTRACTOR = "text_extractor"
 TEXT_EXTRACTOR_VERSION = "v1"
 TEXT_DENSE_OUTPUT = "all_minilm_l6_v2"  # the dense output of text_extractor@v1
@@ -237,3 +261,29 @@ class InteractionQuery:
     interaction_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """A search leg's Beta posterior in one learned-fusion context (as stored: before decay since
+    ``updated_at``, Unix seconds)."""
+
+    feature_uri: str
+    alpha: float
+    beta: float
+    interactions: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class PosteriorUpdate:
+    """Evidence for one leg in one context; ``decay`` per day and the prior say how older evidence fades."""
+
+    level: str
+    context_key: str
+    feature_uri: str
+    success: float
+    failure: float
+    prior_alpha: float
+    prior_beta: float
+    decay: float

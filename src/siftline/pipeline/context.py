@@ -11,7 +11,7 @@ import numpy as np
 
 from siftline.models import Collection
 from siftline.pipeline.filters import Node
-from siftline.storage.base import DocumentStore, SearchIndex
+from siftline.storage.base import DocumentStore, FusionStore, SearchIndex
 
 
 class Embedder(Protocol):
@@ -20,7 +20,7 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-class StageStorage(DocumentStore, SearchIndex, Protocol):
+class StageStorage(DocumentStore, SearchIndex, FusionStore, Protocol):
     """The part of a storage backend stages use."""
 
 
@@ -126,6 +126,11 @@ class ExecutionContext:
     absorbed_runs: list[AbsorbedRun] = field(default_factory=list)
     page_window: tuple[int, int] | None = None
     stage_cache_hit: bool = False  # the running stage was served from a cache (e.g. every query embedding)
+    # learned fusion: whose posteriors (the retriever id; ad hoc: a hash of its stages), the seed of this
+    # execution's draws, and what each learned stage drew (public context and what credit assignment needs)
+    fusion_scope: str = ""
+    fusion_seed: int = 0
+    learned: list[dict[str, Any]] = field(default_factory=list)
 
     def collection(self, identifier: str) -> Collection | None:
         for col in self.collections:

@@ -133,6 +133,8 @@ def repeatable(plan: Plan) -> str | None:
     for stage in plan.stages:
         if stage.stage_id == "sample" and stage.parameters.get("seed") is None:
             return f"stage '{stage.name}' samples without a seed"
+        if stage.stage_id == "feature_search" and stage.parameters.get("fusion") == "learned":
+            return f"stage '{stage.name}' draws learned fusion weights anew for every execution"
         for source in _template_strings(stage.parameters):
             if any(word in source for word in _NOT_REPEATABLE):
                 return f"stage '{stage.name}' reads CONTEXT, which changes from run to run"

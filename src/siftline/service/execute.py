@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from siftline.service.records import Recorder, Tracker, canonical_json
 from siftline.storage.base import Storage
 
 COLLECTION_MISSING = "Retriever execution failed: Collection not found"
+LEARNED_INTERNAL = ("ranks", "config", "context_keys", "scope")
 # what a cached result keeps: the answer and how it was computed (not the ids and times of that run)
 CACHED_FIELDS = (
     "status", "documents", "pagination", "stage_statistics", "warnings", "limits", "degraded", "facets",
@@ -187,6 +189,8 @@ class Executor:
             budget=Budget(budget_limits.get("max_credits"), budget_limits.get("max_time_ms")),
             skip_cache=bool(body.get("skip_cache")),
             embeddings=self.embeddings,
+            fusion_scope=identity[1] if identity[0] == "saved" else f"adhoc:{identity[1]}",
+            fusion_seed=secrets.randbits(63),
         )
         if body.get("filters"):
             ctx.filters, relaxed = bind(parse_filter(body["filters"], ("body", "filters")), inputs)
@@ -239,6 +243,10 @@ class Executor:
         )
         if optimized.summary is not None:
             response["optimization_summary"] = optimized.summary
+        if ctx.learned:  # the first learned stage's draw; what credit assignment needs stays in the record
+            first = ctx.learned[0]
+            response["learned_fusion_context"] = {k: v for k, v in first.items() if k not in LEARNED_INTERNAL}
+            tracker.record.detail["learned_fusion_internal"] = ctx.learned
         if caching.reason:
             response["cache_bypass_reason"] = caching.reason
         if caching.key is not None and result.status == "completed":

@@ -18,15 +18,19 @@ from typing import Any
 
 from siftline.errors import NotFoundError, ValidationError
 from siftline.ids import new_id
-from siftline.models import ExecutionRecord, Interaction, InteractionQuery, Namespace, iso, utcnow
+from siftline.models import (
+    INTERACTION_TYPES,
+    ExecutionRecord,
+    Interaction,
+    InteractionQuery,
+    Namespace,
+    iso,
+    utcnow,
+)
+from siftline.service import learned
 from siftline.service.records import canonical_json
 from siftline.storage.base import Storage
 
-INTERACTION_TYPES = (
-    "impression", "view", "click", "dwell", "positive_feedback", "negative_feedback", "purchase",
-    "add_to_cart", "wishlist", "long_view", "share", "bookmark", "query_refinement", "zero_results",
-    "filter_toggle", "skip", "return_to_results", "play", "download", "save", "add_to_project", "rating",
-)  # fmt: skip
 DEDUPE_WINDOW = timedelta(minutes=5)
 MAX_BATCH = 1000
 MAX_POSITION = 1_000_000
@@ -179,8 +183,8 @@ def _check_position(record: ExecutionRecord, fields: dict[str, Any], loc: Loc) -
 
 def resolve(
     storage: Storage, namespace: Namespace, fields: dict[str, Any], now: datetime, loc: Loc
-) -> tuple[Interaction, str | None]:
-    """The interaction to store (the execution checked) and a warning, if any."""
+) -> tuple[Interaction, str | None, ExecutionRecord]:
+    """The interaction to store (the execution checked), a warning if any, and the execution."""
     record = _execution(storage, namespace, fields["execution_id"])
     given = fields["retriever_id"]
     if given is not None and record.retriever_id is not None and given != record.retriever_id:
@@ -214,7 +218,7 @@ def resolve(
         query_snapshot=fields["query_snapshot"],
         dedupe_key=hashlib.sha1(key.encode()).hexdigest(),
     )
-    return interaction, warning
+    return interaction, warning, record
 
 
 def as_response(interaction: Interaction, stored: bool = True, warning: str | None = None) -> dict[str, Any]:
@@ -244,8 +248,10 @@ def as_response(interaction: Interaction, stored: bool = True, warning: str | No
 
 def record(storage: Storage, namespace: Namespace, raw: Any) -> dict[str, Any]:
     now = utcnow()
-    interaction, warning = resolve(storage, namespace, parse(raw, ["body"]), now, ["body"])
+    interaction, warning, execution = resolve(storage, namespace, parse(raw, ["body"]), now, ["body"])
     _, stored = storage.add_interactions([interaction], now - DEDUPE_WINDOW)[0]
+    if stored:
+        learned.learn(storage, execution, interaction)
     return as_response(interaction, stored, warning)
 
 
@@ -258,16 +264,21 @@ def record_batch(storage: Storage, namespace: Namespace, raw: Any) -> dict[str, 
         )
     now = utcnow()
     valid: list[tuple[int, Interaction]] = []
+    executions: list[ExecutionRecord] = []
     errors: list[str] = []
     for i, item in enumerate(items):
         loc: Loc = ["body", "interactions", i]
         try:
-            interaction, _ = resolve(storage, namespace, parse(item, loc), now, loc)
+            interaction, _, execution = resolve(storage, namespace, parse(item, loc), now, loc)
         except (ValidationError, NotFoundError) as exc:
             errors.append(f"index {i}: {exc.message}")
             continue
         valid.append((i, interaction))
+        executions.append(execution)
     kept = storage.add_interactions([x for _, x in valid], now - DEDUPE_WINDOW) if valid else []
+    for (_, interaction), execution, (_, stored) in zip(valid, executions, kept, strict=True):
+        if stored:
+            learned.learn(storage, execution, interaction)
     results = [
         {"index": i, "interaction_id": kept_id, "status": "created" if stored else "deduplicated"}
         for (i, _), (kept_id, stored) in zip(valid, kept, strict=True)

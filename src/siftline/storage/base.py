@@ -27,6 +27,8 @@ from siftline.models import (
     Interaction,
     InteractionQuery,
     Namespace,
+    Posterior,
+    PosteriorUpdate,
     Retriever,
     SortSpec,
 )
@@ -180,6 +182,25 @@ class InteractionStore(Protocol):
         """Newest first (by ``occurred_at``, then id); with the total matching."""
 
 
+class FusionStore(Protocol):
+    """Learned-fusion posteriors per (retriever scope, stage, context level, context key, leg)."""
+
+    def get_posteriors(
+        self, namespace_id: str, scope: str, stage: str, contexts: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Posterior]]:
+        """For each (level, context key) asked, the legs' posteriors by feature URI (absent: no evidence)."""
+
+    def update_posteriors(
+        self, namespace_id: str, scope: str, stage: str, updates: Sequence[PosteriorUpdate], now: float
+    ) -> None:
+        """Add evidence atomically: each posterior first decays toward its prior by ``decay`` per day since
+        its last update, then gains ``success``/``failure``, and counts one more interaction. Concurrent
+        updates all count."""
+
+    def list_posteriors(self, namespace_id: str, scope: str) -> list[tuple[str, str, str, Posterior]]:
+        """Every posterior of a scope as (stage, level, context key, posterior)."""
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -229,6 +250,7 @@ class Storage(
     RecordStore,
     CacheStore,
     InteractionStore,
+    FusionStore,
     SearchIndex,
     Protocol,
 ):

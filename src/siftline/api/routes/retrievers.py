@@ -20,7 +20,7 @@ from siftline.api.streaming import stream_execution
 from siftline.credits import credits_table
 from siftline.models import Retriever
 from siftline.pipeline.stages import STAGES
-from siftline.service import cache, explain, retrievers
+from siftline.service import cache, explain, learned, retrievers
 
 SkipCacheQuery = Annotated[
     bool,
@@ -155,6 +155,15 @@ def clone_retriever(
     source = retrievers.get(svc.storage, ns, retriever_id)
     clone = retrievers.clone(svc.storage, ns, source, body.model_dump(exclude_unset=True))
     return {"retriever": retriever_out(clone), "source_retriever_id": source.retriever_id}
+
+
+@router.get(
+    "/{retriever_id}/learned-fusion",
+    summary="Learned-fusion posteriors per stage, context level and leg (alpha, beta, interactions, last update)",
+)
+def learned_fusion(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
+    retriever = retrievers.get(svc.storage, ns, retriever_id)
+    return learned.posteriors(svc.storage, ns.namespace_id, retriever.retriever_id)
 
 
 @router.post("/{retriever_id}/execute/explain", summary="The plan without running it: estimates per stage")

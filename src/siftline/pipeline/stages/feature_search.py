@@ -13,6 +13,7 @@ searches examined.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any, ClassVar, Literal
 
@@ -21,11 +22,12 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.models import Collection, Document, Feature
-from siftline.pipeline import pushdown
+from siftline.pipeline import learned, pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.fusion import fuse
+from siftline.pipeline.learned import LearningConfig
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 from siftline.pipeline.stages.group_by import GroupBy, GroupByParams, group_key
 
@@ -118,7 +120,6 @@ class FeatureSearchParams(StageParams):
             "degrade_retry",
             "hard_timeout_ms",
             "interactive",
-            "learning_config",
             "query_preprocessing",
         }
     )
@@ -126,11 +127,23 @@ class FeatureSearchParams(StageParams):
     final_top_k: int = Field(
         25, ge=1, description=f"Documents kept after fusion (at most {MAX_TOP_K}; more is clamped)."
     )
-    fusion: Literal["rrf", "weighted", "dbsf", "max"] = "rrf"
+    fusion: Literal["rrf", "weighted", "dbsf", "max", "learned"] = "rrf"
+    learning_config: LearningConfig | None = Field(
+        None,
+        description="With fusion 'learned': how weights are learned from interactions (see docs/LEARNED_FUSION.md).",
+    )
     rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
     collection_identifiers: list[str] | None = None
     facets: list[FacetConfig] | None = None
     group_by: SearchGroupBy | None = None
+
+    @model_validator(mode="after")
+    def _learning(self) -> FeatureSearchParams:
+        if self.learning_config is not None and self.fusion != "learned":
+            raise ValueError("learning_config applies to fusion 'learned' only")
+        if self.fusion == "learned" and self.learning_config is None:
+            self.learning_config = LearningConfig()
+        return self
 
 
 def _resolve_feature(collection: Collection, search: SearchConfig) -> Feature | None:
@@ -218,6 +231,7 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             return self._group(ctx, scanned, p.group_by) if p.group_by else scanned
         legs: list[list[tuple[Key, float]]] = []
         weights: list[float] = []
+        used: list[str] = []  # the legs' feature URIs (the learned weights are per leg)
         report: list[dict[str, Any]] = []
         for i, search in enumerate(p.searches):
             cols = (
@@ -229,8 +243,9 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 continue
             legs.append(hits)
             weights.append(search.weight)
+            used.append(search.feature_uri if search.feature_uri not in used else f"{search.feature_uri}#{i}")
         examined = {key for leg in legs for key, _ in leg}
-        fused = legs[0] if len(legs) == 1 else fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
+        fused = legs[0] if len(legs) == 1 else self._fuse(ctx, legs, weights, used)
         embedded = [r["embedding_cache"] for r in report if "embedding_cache" in r]
         ctx.stage_cache_hit = bool(embedded) and all(e == "hit" for e in embedded)
         ctx.metadata.update(
@@ -251,6 +266,33 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         if p.group_by:
             out = self._group(ctx, out, p.group_by)
         return out
+
+    def _fuse(
+        self,
+        ctx: ExecutionContext,
+        legs: list[list[tuple[Key, float]]],
+        weights: list[float],
+        uris: list[str],
+    ) -> list[tuple[Key, float]]:
+        p = self.params
+        if p.fusion != "learned":
+            return fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
+        assert p.learning_config is not None
+        drawn, context = learned.resolve(ctx, self.name, p.learning_config, uris, time.time())
+        fused = fuse("rrf", legs, drawn if drawn is not None else weights, rrf_k=p.rrf_k)
+        shown = {key for key, _ in fused[: p.final_top_k]}
+        ranks: dict[str, list[int | None]] = {}
+        for i, leg in enumerate(legs):
+            for rank, (key, _) in enumerate(leg):
+                if key in shown:
+                    ranks.setdefault(key[1], [None] * len(legs))[i] = rank
+        ctx.learned.append(
+            {**context, "ranks": ranks, "config": p.learning_config.model_dump(), "scope": ctx.fusion_scope}
+        )
+        ctx.metadata["learned_fusion"] = {
+            k: context[k] for k in ("context_level", "sampled_weights", "served")
+        }
+        return fused
 
     def _group(self, ctx: ExecutionContext, out: list[Candidate], config: SearchGroupBy) -> list[Candidate]:
         grouping = GroupByParams(

@@ -10,6 +10,7 @@ from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
 from siftline.storage.sqlite.filter_sets import FilterSets
+from siftline.storage.sqlite.fusion import FusionMixin
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.interactions import InteractionsMixin
@@ -20,7 +21,14 @@ from siftline.storage.sqlite.vectors import VectorIndex
 
 
 class SQLiteStorage(
-    CatalogMixin, DocumentsMixin, SearchMixin, RetrieversMixin, RecordsMixin, CacheMixin, InteractionsMixin
+    CatalogMixin,
+    DocumentsMixin,
+    SearchMixin,
+    RetrieversMixin,
+    RecordsMixin,
+    CacheMixin,
+    InteractionsMixin,
+    FusionMixin,
 ):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 

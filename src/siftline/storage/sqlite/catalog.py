@@ -214,6 +214,7 @@ class CatalogMixin:
             conn.execute("DELETE FROM executions WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM cache_entries WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM interactions WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM fusion_posteriors WHERE namespace_id = ?", (namespace_id,))
             return conn.execute("DELETE FROM namespaces WHERE namespace_id = ?", (namespace_id,)).rowcount > 0
 
     # -- collections --------------------------------------------------------------------------

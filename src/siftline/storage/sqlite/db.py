@@ -122,6 +122,19 @@ CREATE INDEX IF NOT EXISTS interactions_by_time ON interactions(namespace_id, oc
 CREATE INDEX IF NOT EXISTS interactions_by_execution ON interactions(namespace_id, execution_id);
 CREATE INDEX IF NOT EXISTS interactions_by_retriever ON interactions(namespace_id, retriever_id, occurred_at);
 CREATE INDEX IF NOT EXISTS interactions_by_dedupe ON interactions(namespace_id, dedupe_key, recorded_at);
+CREATE TABLE IF NOT EXISTS fusion_posteriors (
+    namespace_id TEXT NOT NULL,
+    scope TEXT NOT NULL,             -- the retriever id (ad hoc: a hash of its stages)
+    stage_name TEXT NOT NULL,
+    level TEXT NOT NULL,             -- personal | segment | global
+    context_key TEXT NOT NULL,
+    feature_uri TEXT NOT NULL,
+    alpha REAL NOT NULL,
+    beta REAL NOT NULL,
+    interactions REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace_id, scope, stage_name, level, context_key, feature_uri)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS multi_valued (
     collection_id TEXT NOT NULL,
     field TEXT NOT NULL,
