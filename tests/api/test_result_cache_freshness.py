@@ -467,4 +467,6 @@ def test_a_cached_result_always_equals_a_fresh_one(client: TestClient) -> None:
     assert tally.executions >= 50, tally
     assert tally.hits >= 15, f"too few cache hits for the property to mean anything: {tally}"
     assert len(tally.kinds_hit) >= 4, tally
-    print(f"cache freshness: {tally.executions} executions, {tally.hits} hits, each equal to a skip_cache run")
+    print(
+        f"cache freshness: {tally.executions} executions, {tally.hits} hits, each equal to a skip_cache run"
+    )

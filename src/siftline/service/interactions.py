@@ -280,7 +280,12 @@ def record_batch(storage: Storage, namespace: Namespace, raw: Any) -> dict[str, 
         if stored:
             learned.learn(storage, execution, interaction)
     results = [
-        {"index": i, "interaction_id": kept_id, "status": "created" if stored else "deduplicated"}
+        {
+            "index": i,
+            "interaction_id": kept_id,
+            "status": "created" if stored else "deduplicated",
+            "deduplicated": not stored,
+        }  # fmt: skip
         for (i, _), (kept_id, stored) in zip(valid, kept, strict=True)
     ]
     return {
