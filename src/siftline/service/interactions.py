@@ -285,7 +285,7 @@ def record_batch(storage: Storage, namespace: Namespace, raw: Any) -> dict[str, 
             "interaction_id": kept_id,
             "status": "created" if stored else "deduplicated",
             "deduplicated": not stored,
-        }  # fmt: skip
+        }
         for (i, _), (kept_id, stored) in zip(valid, kept, strict=True)
     ]
     return {
