@@ -1,7 +1,8 @@
-"""The ``siftline`` command: serve, keys, load."""
+"""The ``siftline`` command: serve, keys, load, eval."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Annotated
@@ -154,6 +155,119 @@ def load(
     finally:
         svc.close()
     typer.echo(json.dumps(stats))
+
+
+eval_app = typer.Typer(help="Evaluate retrievers on judged queries.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+Namespace_ = Annotated[str, typer.Option("--namespace", help="Namespace (created when missing).")]
+
+
+@eval_app.command("upload")
+def eval_upload(
+    directory: Annotated[
+        Path, typer.Argument(help="A BEIR folder: queries-<split>.jsonl and qrels-<split>.tsv.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="Which split's queries and judgements.")] = "test",
+    name: Annotated[
+        str | None, typer.Option("--name", help="Dataset name (default <folder>-<split>).")
+    ] = None,
+    input_key: Annotated[
+        str, typer.Option("--input-key", help="The input each query's text goes to.")
+    ] = "query",
+    namespace: Namespace_ = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Store a BEIR split as an evaluation dataset."""
+    from siftline.service import evaluations, namespaces
+    from siftline.service.loader import judged_queries
+
+    svc = _services(data_dir)
+    try:
+        ns = namespaces.ensure_namespace(svc.storage, namespace)
+        queries = judged_queries(directory, split, input_key)
+        dataset = evaluations.create_dataset(
+            svc.storage,
+            ns,
+            {"dataset_name": name or f"{directory.name}-{split}", "queries": queries,
+             "description": f"BEIR {directory.name}, split {split}"},
+        )  # fmt: skip
+    except SiftlineError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        svc.close()
+    typer.echo(json.dumps({"dataset_id": dataset.dataset_id, "dataset_name": dataset.dataset_name,
+                           "query_count": len(dataset.queries)}))  # fmt: skip
+
+
+@eval_app.command("run")
+def eval_run(
+    retriever: Annotated[str, typer.Argument(help="Retriever id or name.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset id or name.")],
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="A second retriever to compare with.")
+    ] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "1,5,10,20",
+    metric: Annotated[
+        str, typer.Option("--metric", help="The metric compared (at k=10 when there).")
+    ] = "ndcg",
+    namespace: Namespace_ = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Evaluate one retriever (or two, with the paired difference and its significance) on a dataset."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from siftline.service import evaluations, metrics, namespaces, retrievers
+
+    svc = _services(data_dir)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    runs = []
+    try:
+        ns = namespaces.ensure_namespace(svc.storage, namespace)
+        ks = [int(x) for x in k.split(",") if x.strip()]
+        data = evaluations.get_dataset(svc.storage, ns, dataset)
+        with Progress(*columns, console=console) as progress:
+            for name in [retriever, *([compare] if compare else [])]:
+                found = retrievers.get(svc.storage, ns, name)
+                run = evaluations.start(svc.storage, ns, found, {"dataset_name": data.dataset_id,
+                                                                 "evaluation_config": {"k_values": ks}})  # fmt: skip
+                task = progress.add_task(
+                    f"{found.retriever_name} on {data.dataset_name}", total=len(data.queries)
+                )
+                runs.append((found, evaluations.evaluate(svc.storage, svc.executor, ns, found, data, run,
+                                                         functools.partial(progress.advance, task))))  # fmt: skip
+    except (SiftlineError, ValueError) as exc:
+        console.print(f"[red]{getattr(exc, 'message', exc)}[/red]")
+        raise typer.Exit(1) from exc
+    finally:
+        svc.close()
+    table = Table(title=f"{data.dataset_name}: {len(data.queries)} queries")
+    table.add_column("retriever")
+    table.add_column("k", justify="right")
+    for m in metrics.METRICS:
+        table.add_column(m, justify="right")
+    for found, run in runs:
+        for key, values in (run.results.get("metrics_by_k") or {}).items():
+            table.add_row(found.retriever_name, key, *(f"{values.get(m, 0.0):.4f}" for m in metrics.METRICS))
+    console.print(table)
+    if len(runs) == 2:
+        cut = "10" if 10 in ks else str(max(ks))
+        per = [
+            {
+                o["query_id"]: o["metrics"][cut][metric]
+                for o in run.results["query_results"]
+                if o["status"] == "evaluated"
+            }
+            for _, run in runs
+        ]
+        shared = sorted(set(per[0]) & set(per[1]))
+        test = metrics.paired_test([per[1][q] for q in shared], [per[0][q] for q in shared])
+        console.print(
+            f"{metric}@{cut}: {runs[1][0].retriever_name} - {runs[0][0].retriever_name} over {len(shared)} queries: "
+            + ", ".join(f"{key} {value:.4f}" for key, value in test.items())
+        )
+    typer.echo(json.dumps({found.retriever_name: run.evaluation_id for found, run in runs}))
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Prefixed random identifiers: ``ns_``, ``col_``, ``doc_``, ``ret_``, ``exec_``, ``int_``, ``key_``."""
+"""Prefixed random identifiers: ``ns_``, ``col_``, ``doc_``, ``ret_``, ``exec_``, ``int_``, ``key_``, ``ds_``, ``eval_``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import secrets
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
-PREFIXES = ("ns", "col", "doc", "ret", "exec", "int", "key")
+PREFIXES = ("ns", "col", "doc", "ret", "exec", "int", "key", "ds", "eval")
 
 
 def new_id(prefix: str, length: int = 16) -> str:

@@ -287,3 +287,39 @@ class PosteriorUpdate:
     prior_alpha: float
     prior_beta: float
     decay: float
+
+
+@dataclass(frozen=True)
+class EvaluationDataset:
+    """Judged queries: per query an input for the retriever and the relevant documents (with grades)."""
+
+    dataset_id: str
+    namespace_id: str
+    dataset_name: str
+    description: str | None
+    queries: list[
+        dict[str, Any]
+    ]  # GroundTruthQuery: query_id, query_input, relevant_documents, relevance_scores
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class EvaluationRun:
+    """One evaluation of a retriever (at a version) on a dataset; filled in as it runs."""
+
+    evaluation_id: str
+    namespace_id: str
+    retriever_id: str
+    retriever_version: int
+    dataset_id: str
+    dataset_name: str
+    config: dict[str, Any]  # k_values, metrics
+    status: str  # pending | in_progress | completed | failed
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)  # overall_metrics, metrics_by_k, query_results, …
+    error_message: str | None = None

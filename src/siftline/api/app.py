@@ -17,6 +17,7 @@ from siftline.api.bodies import BodyLimit
 from siftline.api.routes import (
     collections,
     documents,
+    evaluations,
     executions,
     health,
     interactions,
@@ -118,7 +119,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
 
-    for module in (health, namespaces, collections, documents, interactions, executions, retrievers):
+    for module in (
+        health,
+        namespaces,
+        collections,
+        documents,
+        interactions,
+        evaluations,
+        executions,
+        retrievers,
+    ):
         app.include_router(module.router)
     return app
 

@@ -8,6 +8,7 @@ from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
 from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
+from siftline.service.evaluations import SERVER_STOPPED, EvaluationWorker
 from siftline.service.execute import CacheSettings, Executor
 from siftline.service.records import Recorder
 from siftline.storage.base import Storage
@@ -21,6 +22,7 @@ class Services:
     embedder: TextEmbedder
     documents: DocumentService
     executor: Executor
+    evaluations: EvaluationWorker
 
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
@@ -39,15 +41,17 @@ class Services:
             settings.cache_max_entries, settings.cache_max_bytes, settings.embedding_cache_size
         )
         executor = Executor(storage, embedder, recorder, optimizer=settings.optimizer_enabled, caches=caches)
-        return cls(settings, storage, embedder, documents, executor)
+        return cls(settings, storage, embedder, documents, executor, EvaluationWorker(storage, executor))
 
     def bootstrap(self) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""
         namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
         self.executor.recorder.recover()
+        self.storage.fail_unfinished_evaluations(f"Evaluation failed: {SERVER_STOPPED}")
         self.executor.recorder.apply_retention(force=True)
         if self.settings.bootstrap_key and self.storage.count_keys() == 0:
             keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)
 
     def close(self) -> None:
+        self.evaluations.close()
         self.storage.close()

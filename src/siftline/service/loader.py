@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -82,3 +83,36 @@ def load_beir(
         "seconds": round(seconds, 2),
         "docs_per_second": round(loaded / seconds, 1) if seconds else None,
     }
+
+
+def judged_queries(directory: Path, split: str, input_key: str = "query") -> list[dict[str, Any]]:
+    """A BEIR split as judged queries: ``queries-<split>.jsonl`` (or ``queries.jsonl``) and
+    ``qrels-<split>.tsv`` (query id, corpus id, grade; a header line). Queries without a judgement
+    are left out; each query's text becomes ``{input_key: text}``."""
+    names = [f"queries-{split}.jsonl", "queries.jsonl"]
+    path = next((directory / n for n in names if (directory / n).is_file()), None)
+    qrels_path = directory / f"qrels-{split}.tsv"
+    if path is None or not qrels_path.is_file():
+        raise BadRequestError(f"{directory} needs {names[0]} (or {names[1]}) and qrels-{split}.tsv")
+    grades: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8", newline="") as fh:
+        rows = csv.reader(fh, delimiter="\t")
+        next(rows, None)
+        for row in rows:
+            if len(row) >= 3:
+                grades.setdefault(row[0], {})[row[1]] = int(row[2])
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                row = json.loads(line)
+                qid = str(row["_id"])
+                if qid in grades:
+                    judged = grades[qid]
+                    out.append({
+                        "query_id": qid,
+                        "query_input": {input_key: row["text"]},
+                        "relevant_documents": [d for d, g in judged.items() if g > 0],
+                        "relevance_scores": judged,
+                    })  # fmt: skip
+    return out

@@ -22,6 +22,8 @@ from siftline.models import (
     Document,
     DocumentPage,
     DocumentWrite,
+    EvaluationDataset,
+    EvaluationRun,
     ExecutionRecord,
     Feature,
     Interaction,
@@ -201,6 +203,38 @@ class FusionStore(Protocol):
         """Every posterior of a scope as (stage, level, context key, posterior)."""
 
 
+class EvaluationStore(Protocol):
+    """Datasets of judged queries and evaluation runs, per namespace."""
+
+    def create_dataset(self, dataset: EvaluationDataset) -> None:
+        """Raises AlreadyExistsError when the name is taken in the namespace."""
+
+    def get_dataset(self, namespace_id: str, id_or_name: str) -> EvaluationDataset | None: ...
+    def list_datasets(
+        self, namespace_id: str, limit: int, offset: int
+    ) -> tuple[list[EvaluationDataset], int]:
+        """Newest first, with the total."""
+
+    def delete_dataset(self, namespace_id: str, dataset_id: str) -> bool: ...
+    def save_evaluation(self, run: EvaluationRun) -> None:
+        """Insert or replace."""
+
+    def get_evaluation(self, namespace_id: str, evaluation_id: str) -> EvaluationRun | None: ...
+    def list_evaluations(
+        self,
+        namespace_id: str,
+        retriever_id: str,
+        status: str | None,
+        dataset_name: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[EvaluationRun], int]:
+        """Newest first, with the total."""
+
+    def fail_unfinished_evaluations(self, error: str) -> int:
+        """Mark pending and running evaluations failed (at start-up: the server that ran them stopped)."""
+
+
 class SearchIndex(Protocol):
     """Searches over a collection's features; results are (document_id, score), best first."""
 
@@ -251,6 +285,7 @@ class Storage(
     CacheStore,
     InteractionStore,
     FusionStore,
+    EvaluationStore,
     SearchIndex,
     Protocol,
 ):

@@ -9,6 +9,7 @@ from siftline.storage.sqlite.cache import CacheMixin
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
+from siftline.storage.sqlite.evaluations import EvaluationsMixin
 from siftline.storage.sqlite.filter_sets import FilterSets
 from siftline.storage.sqlite.fusion import FusionMixin
 from siftline.storage.sqlite.hnsw import HnswConfig
@@ -29,6 +30,7 @@ class SQLiteStorage(
     CacheMixin,
     InteractionsMixin,
     FusionMixin,
+    EvaluationsMixin,
 ):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 

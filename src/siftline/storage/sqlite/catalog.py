@@ -215,6 +215,8 @@ class CatalogMixin:
             conn.execute("DELETE FROM cache_entries WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM interactions WHERE namespace_id = ?", (namespace_id,))
             conn.execute("DELETE FROM fusion_posteriors WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM eval_datasets WHERE namespace_id = ?", (namespace_id,))
+            conn.execute("DELETE FROM eval_runs WHERE namespace_id = ?", (namespace_id,))
             return conn.execute("DELETE FROM namespaces WHERE namespace_id = ?", (namespace_id,)).rowcount > 0
 
     # -- collections --------------------------------------------------------------------------

@@ -135,6 +135,24 @@ CREATE TABLE IF NOT EXISTS fusion_posteriors (
     updated_at REAL NOT NULL,
     PRIMARY KEY (namespace_id, scope, stage_name, level, context_key, feature_uri)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS eval_datasets (
+    dataset_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL,
+    dataset_name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (namespace_id, dataset_name)
+);
+CREATE TABLE IF NOT EXISTS eval_runs (
+    evaluation_id TEXT PRIMARY KEY,
+    namespace_id TEXT NOT NULL,
+    retriever_id TEXT NOT NULL,
+    dataset_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS eval_runs_by_retriever ON eval_runs(namespace_id, retriever_id, created_at);
 CREATE TABLE IF NOT EXISTS multi_valued (
     collection_id TEXT NOT NULL,
     field TEXT NOT NULL,
