@@ -262,6 +262,12 @@ def eval_run(
             for _, run in runs
         ]
         shared = sorted(set(per[0]) & set(per[1]))
+        if len(shared) < 2:
+            console.print(
+                f"[yellow]No paired test: {len(shared)} query evaluated by both retrievers (2 needed).[/yellow]"
+            )
+            typer.echo(json.dumps({found.retriever_name: run.evaluation_id for found, run in runs}))
+            return
         test = metrics.paired_test([per[1][q] for q in shared], [per[0][q] for q in shared])
         console.print(
             f"{metric}@{cut}: {runs[1][0].retriever_name} - {runs[0][0].retriever_name} over {len(shared)} queries: "

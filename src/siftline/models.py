@@ -323,3 +323,4 @@ class EvaluationRun:
     progress: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)  # overall_metrics, metrics_by_k, query_results, …
     error_message: str | None = None
+    owner: str | None = None  # host:pid of the process running it (recovery fails only runs of dead ones)

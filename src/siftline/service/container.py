@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
-from siftline.service import keys, namespaces
+from siftline.service import evaluations, keys, namespaces
 from siftline.service.documents import DocumentService
-from siftline.service.evaluations import SERVER_STOPPED, EvaluationWorker
+from siftline.service.evaluations import EvaluationWorker
 from siftline.service.execute import CacheSettings, Executor
 from siftline.service.records import Recorder
 from siftline.storage.base import Storage
@@ -47,7 +47,7 @@ class Services:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""
         namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
         self.executor.recorder.recover()
-        self.storage.fail_unfinished_evaluations(f"Evaluation failed: {SERVER_STOPPED}")
+        evaluations.recover(self.storage)
         self.executor.recorder.apply_retention(force=True)
         if self.settings.bootstrap_key and self.storage.count_keys() == 0:
             keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)

@@ -12,7 +12,9 @@ query whose execution fails is skipped with its error (``query_results``), not t
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -70,8 +72,10 @@ def create_dataset(storage: Storage, namespace: Namespace, body: Any) -> Evaluat
     if not isinstance(body, dict):
         raise ValidationError.at(["body"], "a dataset is {dataset_name, queries, description, metadata}")
     name = body.get("dataset_name")
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
-        raise ValidationError.at(["body", "dataset_name"], "dataset_name is 1-200 characters")
+    if not isinstance(name, str) or not 1 <= len(name) <= 200 or name.startswith("ds_"):
+        raise ValidationError.at(
+            ["body", "dataset_name"], "dataset_name is 1-200 characters, not starting with 'ds_'"
+        )
     raw = body.get("queries")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_QUERIES:
         raise ValidationError.at(
@@ -166,7 +170,7 @@ def start(storage: Storage, namespace: Namespace, retriever: Retriever, body: An
     run = EvaluationRun(
         new_id("eval"), namespace.namespace_id, retriever.retriever_id, retriever.version, dataset.dataset_id,
         dataset.dataset_name, _config(body.get("evaluation_config")), "pending", now, now,
-        progress={"done": 0, "total": len(dataset.queries)},
+        progress={"done": 0, "total": len(dataset.queries)}, owner=_owner(),
     )  # fmt: skip
     storage.save_evaluation(run)
     return run
@@ -199,7 +203,7 @@ def evaluate(
         if advance is not None:
             advance(1)
         if (i + 1) % every == 0:
-            run.progress, run.updated_at = {"done": i + 1, "total": len(dataset.queries)}, utcnow()
+            run.progress, run.updated_at = {**run.progress, "done": i + 1}, utcnow()
             storage.save_evaluation(run)
     overall = metrics.aggregate(per_query) if per_query else {}
     run.results = {
@@ -211,7 +215,7 @@ def evaluate(
         "query_results": outcomes,
     }
     run.status = "completed"
-    run.progress = {"done": len(dataset.queries), "total": len(dataset.queries)}
+    run.progress = {**run.progress, "done": len(dataset.queries)}
     run.completed_at = run.updated_at = utcnow()
     storage.save_evaluation(run)
     return run
@@ -243,7 +247,7 @@ def _one(
         outcome["error"] = result.get("error") or "the execution failed"
         return outcome
     ranked = [str(d.get("document_id")) for d in result["documents"]]
-    grades = query["relevance_scores"] or dict.fromkeys(query["relevant_documents"], 1)
+    grades = {**dict.fromkeys(query["relevant_documents"], 1), **(query["relevance_scores"] or {})}
     values = metrics.query_metrics(ranked, grades, ks, names)
     per_query.append(values)
     outcome.update({"status": "evaluated", "retrieved_count": len(ranked), "execution_id": result["execution_id"],
@@ -273,6 +277,39 @@ def run_out(run: EvaluationRun) -> dict[str, Any]:
         "metrics_by_k": None,
         **run.results,
     }
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _alive(owner: str | None) -> bool:
+    """Whether the process that owns a run is still running (a run of another host is left alone)."""
+    if not owner or ":" not in owner:
+        return False
+    host, pid = owner.rsplit(":", 1)
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def recover(storage: Storage) -> int:
+    """At start-up: runs whose server stopped are marked failed (runs of a live server are left alone)."""
+    failed = 0
+    for run in storage.unfinished_evaluations():
+        if not _alive(run.owner):
+            run.status, run.error_message, run.updated_at = (
+                "failed",
+                f"Evaluation failed: {SERVER_STOPPED}",
+                utcnow(),
+            )
+            storage.save_evaluation(run)
+            failed += 1
+    return failed
 
 
 class EvaluationWorker:

@@ -231,8 +231,8 @@ class EvaluationStore(Protocol):
     ) -> tuple[list[EvaluationRun], int]:
         """Newest first, with the total."""
 
-    def fail_unfinished_evaluations(self, error: str) -> int:
-        """Mark pending and running evaluations failed (at start-up: the server that ran them stopped)."""
+    def unfinished_evaluations(self) -> list[EvaluationRun]:
+        """Pending and running evaluations, of every namespace (for recovery at start-up)."""
 
 
 class SearchIndex(Protocol):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -33,6 +32,7 @@ def _dataset(body: str) -> EvaluationDataset:
 
 def _run(body: str) -> EvaluationRun:
     data = json.loads(body)
+    data.setdefault("owner", None)
     for key in ("created_at", "updated_at", "completed_at"):
         data[key] = _ts(data[key])
     return EvaluationRun(**data)
@@ -42,16 +42,19 @@ class EvaluationsMixin:
     db: Database
 
     def create_dataset(self, dataset: EvaluationDataset) -> None:
-        try:
-            with self.db.write() as conn:
-                conn.execute(
-                    "INSERT INTO eval_datasets(dataset_id, namespace_id, dataset_name, created_at, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (dataset.dataset_id, dataset.namespace_id, dataset.dataset_name, iso(dataset.created_at),
-                     _dump(dataset)),
-                )  # fmt: skip
-        except sqlite3.IntegrityError as exc:
-            raise AlreadyExistsError(f"A dataset named '{dataset.dataset_name}' already exists.") from exc
+        with self.db.write() as conn:
+            taken = conn.execute(
+                "SELECT 1 FROM eval_datasets WHERE namespace_id = ? AND dataset_name = ?",
+                (dataset.namespace_id, dataset.dataset_name),
+            ).fetchone()
+            if taken:
+                raise AlreadyExistsError(f"A dataset named '{dataset.dataset_name}' already exists.")
+            conn.execute(
+                "INSERT INTO eval_datasets(dataset_id, namespace_id, dataset_name, created_at, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (dataset.dataset_id, dataset.namespace_id, dataset.dataset_name, iso(dataset.created_at),
+                 _dump(dataset)),
+            )  # fmt: skip
 
     def get_dataset(self, namespace_id: str, id_or_name: str) -> EvaluationDataset | None:
         with self.db.read() as conn:
@@ -124,13 +127,9 @@ class EvaluationsMixin:
             ).fetchall()
         return [_run(r[0]) for r in rows], int(total)
 
-    def fail_unfinished_evaluations(self, error: str) -> int:
+    def unfinished_evaluations(self) -> list[EvaluationRun]:
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT body FROM eval_runs WHERE status IN ('pending', 'in_progress')"
             ).fetchall()
-        for (body,) in rows:
-            run = _run(body)
-            run.status, run.error_message = "failed", error
-            self.save_evaluation(run)
-        return len(rows)
+        return [_run(r[0]) for r in rows]
