@@ -87,14 +87,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def api_client(server: tuple[Server, str]) -> Iterator[mixpeek.ApiClient]:
-    srv, key = server
-    with mixpeek.ApiClient(mixpeek.Configuration(host=srv.url, access_token=key)) as client:
-        client.set_default_header("X-Namespace", "default")
-        yield client
-
-
 def create(api: RetrieversApi, name: str, stages: list[dict[str, Any]]) -> str:
     request = CreateRetrieverRequest.from_dict(
         {

@@ -103,14 +103,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
         srv.stop()
 
 
-@pytest.fixture(scope="module")
-def api_client(server: tuple[Server, str]) -> Iterator[mixpeek.ApiClient]:
-    srv, key = server
-    with mixpeek.ApiClient(mixpeek.Configuration(host=srv.url, access_token=key)) as client:
-        client.set_default_header("X-Namespace", "default")
-        yield client
-
-
 def create_retriever(
     api_client: mixpeek.ApiClient, name: str, stage: dict[str, Any], schema: dict[str, Any]
 ) -> str:

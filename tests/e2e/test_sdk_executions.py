@@ -101,14 +101,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
 
 
 @pytest.fixture(scope="module")
-def api_client(server: tuple[Server, str]) -> Iterator[mixpeek.ApiClient]:
-    srv, key = server
-    with mixpeek.ApiClient(mixpeek.Configuration(host=srv.url, access_token=key)) as client:
-        client.set_default_header("X-Namespace", "default")
-        yield client
-
-
-@pytest.fixture(scope="module")
 def retriever_id(api_client: mixpeek.ApiClient) -> str:
     created = RetrieversApi(api_client).create_retriever(
         create_request(
