@@ -279,7 +279,10 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             return fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
         assert p.learning_config is not None
         drawn, context = learned.resolve(ctx, self.name, p.learning_config, uris, time.time())
-        fused = fuse("rrf", legs, drawn if drawn is not None else weights, rrf_k=p.rrf_k)
+        if drawn is None:  # static: the legs' own weights, reciprocal rank fusion
+            fused = fuse("rrf", legs, weights, rrf_k=p.rrf_k)
+        else:  # the drawn weights over min-max normalised scores (measured best: docs/BENCHMARKS.md)
+            fused = fuse("weighted", legs, drawn, rrf_k=p.rrf_k)
         shown = {key for key, _ in fused[: p.final_top_k]}
         ranks: dict[str, list[int | None]] = {}
         for i, leg in enumerate(legs):
