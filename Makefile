@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann bench-cache clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann bench-cache bench-learned clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -58,6 +58,9 @@ bench-ann: setup ## faiss vs hnswlib (if installed) on the scale benchmark's vec
 
 bench-cache: setup ## Result cache MISS vs HIT on SciFact hybrid; optimizer on vs off at 100k (ARGS="--docs 10000")
 	$(BIN)/python benchmarks/cache_optimizer.py $(ARGS)
+
+bench-learned: setup ## Learned fusion from simulated clicks on SciFact vs RRF and weighted (ARGS="--seeds 5")
+	$(BIN)/python benchmarks/learned_fusion.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

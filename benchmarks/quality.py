@@ -108,19 +108,32 @@ def retriever_stages(method: str) -> list[dict[str, Any]]:
     return [{"stage_name": "search", "config": {"stage_id": "feature_search", "parameters": parameters}}]
 
 
-def ensure_loaded(http: httpx.Client, docs: list[Doc], batch: int) -> float:
-    """Create the collection and load the documents it lacks; returns the seconds spent (0 if none)."""
-    if http.get(f"/v1/collections/{COLLECTION}").status_code == 404:
+def ensure_loaded(
+    http: httpx.Client,
+    docs: list[Doc],
+    batch: int,
+    *,
+    collection: str = COLLECTION,
+    vector_configs: list[dict[str, Any]] | None = None,
+    vectors: Callable[[Doc], dict[str, Any]] | None = None,
+) -> float:
+    """Create the collection and load the documents it lacks; returns the seconds spent (0 if none).
+
+    ``vector_configs`` adds user vector features to the collection (title + text are always embedded and
+    BM25-indexed); ``vectors(doc)`` gives a document's user vectors by name.
+    """
+    if http.get(f"/v1/collections/{collection}").status_code == 404:
         extractor = {"feature_extractor_name": "text_extractor", "version": "v1",
                      "input_mappings": {"text": ["title", "text"]}}  # fmt: skip
-        checked(
-            http.post("/v1/collections", json={"collection_name": COLLECTION, "feature_extractor": extractor})
-        )
-    count = checked(http.get(f"/v1/collections/{COLLECTION}/documents/count")).json()["count"]
+        body: dict[str, Any] = {"collection_name": collection, "feature_extractor": extractor}
+        if vector_configs:
+            body["vector_configs"] = vector_configs
+        checked(http.post("/v1/collections", json=body))
+    count = checked(http.get(f"/v1/collections/{collection}/documents/count")).json()["count"]
     if count >= len(docs):
-        print(f"collection '{COLLECTION}' already holds {count:,} documents: not reloading", file=sys.stderr)
+        print(f"collection '{collection}' already holds {count:,} documents: not reloading", file=sys.stderr)
         return 0.0
-    present = existing_ids(http) if count else set()
+    present = existing_ids(http, collection) if count else set()
     missing = [d for d in docs if d.doc_id not in present]
     spent = 0.0
     with progress_bar(
@@ -128,20 +141,22 @@ def ensure_loaded(http: httpx.Client, docs: list[Doc], batch: int) -> float:
     ) as advance:
         for start in range(0, len(missing), batch):
             chunk = missing[start : start + batch]
-            body = {"documents": [{"document_id": d.doc_id, "title": d.title, "text": d.text} for d in chunk]}
+            rows = [{"document_id": d.doc_id, "title": d.title, "text": d.text} for d in chunk]
+            if vectors is not None:
+                rows = [row | {"vectors": vectors(d)} for row, d in zip(rows, chunk, strict=True)]
             t0 = time.perf_counter()
-            checked(http.post(f"/v1/collections/{COLLECTION}/documents/batch", json=body))
+            checked(http.post(f"/v1/collections/{collection}/documents/batch", json={"documents": rows}))
             spent += time.perf_counter() - t0
             advance(len(chunk))
     return spent
 
 
-def existing_ids(http: httpx.Client) -> set[str]:
+def existing_ids(http: httpx.Client, collection: str = COLLECTION) -> set[str]:
     """Every document id of the collection (cursor pagination over documents/list)."""
     ids: set[str] = set()
     body: dict[str, Any] = {"limit": 1000}
     while True:
-        page = checked(http.post(f"/v1/collections/{COLLECTION}/documents/list", json=body)).json()
+        page = checked(http.post(f"/v1/collections/{collection}/documents/list", json=body)).json()
         ids.update(d["document_id"] for d in page["results"])
         cursor = page["pagination"].get("next_cursor")
         if not cursor or not page["results"]:
