@@ -278,12 +278,13 @@ class Executor:
         result cache, and its key; sets up the stage-output cache on ``ctx``."""
         config = cache.config_of(stored_config)
         reason = None if config.enabled else "caching is off for this retriever (cache_config)"
-        reason = reason or cache.repeatable(plan)
+        unrepeatable = cache.repeatable(plan)
+        reason = reason or unrepeatable
         versions = cache.read_collections(self.storage, namespace.namespace_id, plan, collections)
         if versions is None:
             reason = reason or "a stage reads a collection named by a template"
         base = [inputs, body.get("filters"), ctx.return_vectors, versions]
-        if versions is not None and cache.repeatable(plan) is None:
+        if versions is not None and unrepeatable is None:
             ctx.stage_cache = cache.StageOutputCache(
                 self.storage,
                 namespace.namespace_id,
