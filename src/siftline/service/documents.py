@@ -26,7 +26,7 @@ from siftline.models import Collection, Document, DocumentPage, DocumentWrite, F
 from siftline.pipeline.filters import Node, bind, parse_filter
 from siftline.storage.base import Storage
 
-BM25_VERSION = "fts5-porter-unicode61"
+BM25_VERSION = "siftline-bm25-porter-1"  # siftline.storage.text: analysis and formula
 RESERVED_IDS = ("count",)  # GET …/documents/count is a route, so no document may be called that
 FLOAT32_MAX = 3.4028234e38
 RESERVED = ("document_id", "collection_id", "vectors", "_internal")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from siftline.storage.sqlite.bm25 import TextIndex
 from siftline.storage.sqlite.cache import CacheMixin
 from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
@@ -46,6 +47,7 @@ class SQLiteStorage(
         self.db = Database(database_path, busy_timeout_ms)
         self.vectors_dir = vectors_dir
         self._indexes: dict[int, VectorIndex] = {}
+        self._text_indexes: dict[int, TextIndex] = {}
         self._index_config = index_config or HnswConfig()
         self._indexer = Indexer(lambda: list(self._indexes.values()))
         self._feature_seqs: dict[tuple[str, str, str], int] = {}
@@ -61,4 +63,5 @@ class SQLiteStorage(
             "backend": self.name,
             "database": str(self.db.path),
             "vector_indexes_loaded": len(self._indexes),
+            "text_indexes_loaded": len(self._text_indexes),
         }

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from siftline.errors import StorageError
+from siftline.storage.sqlite import bm25_rows
 from siftline.storage.sqlite.filter_sql import register_functions
 
 SCHEMA_VERSION = 2  # 2: one vec_<feature seq> table per dense feature (was one `vectors` table)
@@ -222,6 +223,7 @@ class Database:
             )
             self._writer.commit()
             _migrate_vectors(self._writer)
+            bm25_rows.migrate_fts(self._writer)
             # Commits never checkpoint (a large batch would pay for copying the WAL into the database
             # and two fsyncs); a background thread checkpoints instead, beside the writer.
             self._writer.execute("PRAGMA wal_autocheckpoint = 0")

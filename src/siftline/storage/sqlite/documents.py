@@ -3,16 +3,15 @@
 One document is one ``documents`` row (user fields as JSON in ``payload``); each dense feature
 keeps its vectors in its own table ``vec_<feature_seq>`` (float32 blobs keyed by the document's
 rowid) and in an in-memory :class:`VectorIndex`; each BM25
-feature has its own FTS5 table ``fts_<feature_seq>`` (``porter unicode61``) whose rowid is the
-document's rowid, so statistics never mix collections. Every write bumps the collection's
-``write_version`` in the same transaction.
+feature keeps its documents' analysed terms in ``bm25_<feature_seq>`` (see :mod:`.bm25_rows`) and in an
+in-memory :class:`TextIndex`, so statistics never mix collections. Every write bumps the collection's
+``write_version`` in the same transaction; the in-memory indexes follow once it commits.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,7 +23,8 @@ import orjson
 from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.pipeline.filters import MISSING, Node
-from siftline.storage.sqlite import payload_index, snapshots
+from siftline.storage.sqlite import bm25_rows, payload_index, snapshots
+from siftline.storage.sqlite.bm25 import Batch, TextIndex
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.filter_sets import FilterSets
 from siftline.storage.sqlite.filter_sql import json_path
@@ -33,7 +33,6 @@ from siftline.storage.sqlite.staging import Staged, StagedTexts, StagedVectors, 
 from siftline.storage.sqlite.vectors import VectorIndex
 
 _CHUNK = 500
-_TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -47,11 +46,6 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:  # integers past 64 bits: the standard library writes them exactly
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression ORing the query's words (each quoted, so no syntax leaks)."""
-    return " OR ".join(f'"{tok}"' for tok in dict.fromkeys(_TOKEN.findall(text.lower())))
 
 
 def encode_cursor(data: dict[str, Any]) -> str:
@@ -98,10 +92,12 @@ class DocumentsMixin:
     db: Database
     vectors_dir: Path
     _indexes: dict[int, VectorIndex]
+    _text_indexes: dict[int, TextIndex]
     _indexer: Indexer
     _feature_seqs: dict[tuple[str, str, str], int]
     _filter_sets: FilterSets
     _index: Callable[[Collection, Feature], VectorIndex | None]  # from the search half
+    _text_index: Callable[[Collection, Feature], TextIndex | None]
 
     # -- feature tables -----------------------------------------------------------------------
 
@@ -109,11 +105,7 @@ class DocumentsMixin:
         for feature in collection.features:
             seq = self._feature_seq(conn, collection.collection_id, feature)
             if feature.kind == "bm25":
-                conn.execute(
-                    f"CREATE VIRTUAL TABLE IF NOT EXISTS fts_{seq} USING fts5(text, tokenize='porter unicode61')"
-                )
-                # merge segments 16 at a time rather than 4: inserts about 13 % cheaper, queries as fast
-                conn.execute(f"INSERT INTO fts_{seq}(fts_{seq}, rank) VALUES ('automerge', 16)")
+                bm25_rows.create_tables(conn, seq)
             else:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
@@ -135,7 +127,8 @@ class DocumentsMixin:
         ).fetchall()
         for seq, name, kind in rows:
             if kind == "bm25":
-                conn.execute(f"DROP TABLE IF EXISTS fts_{seq}")
+                bm25_rows.drop_tables(conn, seq)
+                self._text_indexes.pop(seq, None)
             else:
                 conn.execute(f"DROP TABLE IF EXISTS vec_{seq}")
                 self._indexes.pop(seq, None)
@@ -155,8 +148,11 @@ class DocumentsMixin:
         cid = collection.collection_id
         staged = stage(collection, writes)  # outside the lock (see staging.py)
         with self.db.write_lock:
-            for feature in collection.dense_features:  # loaded and current before the write, in step after
-                self._index(collection, feature)
+            for feature in collection.features:  # loaded and current before the write, in step after
+                if feature.kind == "bm25":
+                    self._text_index(collection, feature)
+                else:
+                    self._index(collection, feature)
             with self.db.write() as conn:
                 existing = self._rowids(conn, cid, [w.document_id for w in writes])
                 if existing and not replace:
@@ -182,9 +178,14 @@ class DocumentsMixin:
                 seqs = [self._feature_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
                 for seq, vectors in zip(seqs, staged.vectors, strict=True):
                     self._write_vectors(conn, seq, at, vectors)
-                for texts in staged.texts:
-                    self._write_texts(conn, self._feature_seq(conn, cid, texts.feature), at, texts, existing)
+                text_seqs = [self._feature_seq(conn, cid, texts.feature) for texts in staged.texts]
+                text_changes = [
+                    self._write_texts(conn, seq, at, texts, writes, existing)
+                    for seq, texts in zip(text_seqs, staged.texts, strict=True)
+                ]
                 version = self._bump(conn, cid)
+            for seq, change in zip(text_seqs, text_changes, strict=True):
+                self._apply_text(seq, version, *change)
             for seq, vectors in zip(seqs, staged.vectors, strict=True):
                 index = self._indexes.get(seq)
                 if index is not None and index.version == version - 1:
@@ -246,19 +247,47 @@ class DocumentsMixin:
         )
 
     def _write_texts(
-        self, conn: sqlite3.Connection, seq: int, at: _Rows, texts: StagedTexts, existing: dict[str, int]
-    ) -> None:
+        self,
+        conn: sqlite3.Connection,
+        seq: int,
+        at: _Rows,
+        texts: StagedTexts,
+        writes: Sequence[DocumentWrite],
+        existing: dict[str, int],
+    ) -> tuple[np.ndarray, np.ndarray, Batch | None, dict[str, int]]:
+        """Write the feature's rows; what the in-memory index must take out and put in once committed."""
+        index = self._text_indexes.get(seq)
         replaced = list(existing.values())
-        for chunk in _chunks(replaced):
-            conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({','.join('?' * len(chunk))})", list(chunk))
-        rows = orjson.dumps(
-            [[p, t] for p, t in zip(at.positions_or_rowids(texts.positions), texts.texts, strict=True)]
+        removed_rowids, removed_terms = bm25_rows.old_terms(conn, seq, replaced)
+        bm25_rows.delete_rows(conn, seq, replaced)
+        rowids = [at.rowids[p] for p in texts.positions]
+        ids, added_terms = bm25_rows.term_ids(conn, seq, texts.analyzed.terms, index.vocab if index else {})
+        bm25_rows.write_rows(conn, seq, rowids, ids, texts.analyzed)
+        doc_ids = [writes[p].document_id for p in texts.positions]
+        return (
+            removed_rowids,
+            removed_terms,
+            bm25_rows.batch(rowids, doc_ids, ids, texts.analyzed),
+            added_terms,
         )
-        conn.execute(  # one statement: tokenising runs without the GIL (see _insert_documents)
-            f"INSERT INTO fts_{seq}(rowid, text) SELECT {at.rowid_sql('j.value ->> 0')}, j.value ->> 1 "
-            "FROM json_each(?) j",
-            (*at.params(), rows),
-        )
+
+    def _apply_text(
+        self,
+        seq: int,
+        version: int,
+        rowids: np.ndarray,
+        terms: np.ndarray,
+        added: Batch | None,
+        vocab: dict[str, int],
+    ) -> None:
+        """Bring the feature's in-memory index to ``version`` when it was at the version before."""
+        index = self._text_indexes.get(seq)
+        if index is None or index.version != version - 1:
+            return
+        with index.lock:
+            index.vocab.update(vocab)
+            index.apply(rowids, terms, added)
+            index.version = version
 
     def _bump(self, conn: sqlite3.Connection, collection_id: str) -> int:
         return int(
@@ -277,6 +306,11 @@ class DocumentsMixin:
             if index is not None and index.version == version - 1:
                 index.version = version
                 index.dirty = True
+        for feature in collection.features:
+            seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
+            text_index = self._text_indexes.get(seq) if seq is not None and feature.kind == "bm25" else None
+            if text_index is not None and text_index.version == version - 1:
+                text_index.version = version
 
     def _rowids(
         self, conn: sqlite3.Connection, collection_id: str, document_ids: Sequence[str]
@@ -297,14 +331,17 @@ class DocumentsMixin:
                     return 0
                 dense = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "dense"]
                 bm25 = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "bm25"]
+                removed = [bm25_rows.old_terms(conn, seq, rowids) for seq in bm25]
                 for chunk in _chunks(rowids):
                     marks = ",".join("?" * len(chunk))
                     conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
                     for seq in dense:
                         conn.execute(f"DELETE FROM vec_{seq} WHERE rowid IN ({marks})", list(chunk))
-                    for seq in bm25:
-                        conn.execute(f"DELETE FROM fts_{seq} WHERE rowid IN ({marks})", list(chunk))
+                for seq in bm25:
+                    bm25_rows.delete_rows(conn, seq, rowids)
                 version = self._bump(conn, cid)
+            for seq, (gone, terms) in zip(bm25, removed, strict=True):
+                self._apply_text(seq, version, gone, terms, None, {})
             for seq in dense:
                 index = self._indexes.get(seq)
                 if index is not None and index.version == version - 1:

@@ -12,10 +12,11 @@ import numpy as np
 from siftline.errors import BadRequestError
 from siftline.models import Collection, Feature
 from siftline.pipeline.filters import Node
-from siftline.storage.sqlite import payload_index, snapshots
+from siftline.storage import text
+from siftline.storage.sqlite import bm25_rows, payload_index, snapshots
 from siftline.storage.sqlite.blocks import BlockMatrix
+from siftline.storage.sqlite.bm25 import TextIndex
 from siftline.storage.sqlite.db import Database
-from siftline.storage.sqlite.documents import fts_query
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.vectors import SearchStats, VectorIndex
@@ -25,6 +26,7 @@ class SearchMixin:
     db: Database
     vectors_dir: Path
     _indexes: dict[int, VectorIndex]
+    _text_indexes: dict[int, TextIndex]
     _feature_seqs: dict[tuple[str, str, str], int]
     _index_config: HnswConfig
     _indexer: Indexer
@@ -137,32 +139,44 @@ class SearchMixin:
             stats.update(report.as_dict())
         return found
 
+    def _text_index(self, collection: Collection, feature: Feature) -> TextIndex | None:
+        """The in-memory BM25 index of a text feature, (re)built from its rows when the database moved past it."""
+        seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
+        if seq is None:
+            with self.db.read() as conn:
+                seq = self._feature_seq_read(conn, collection.collection_id, feature)
+        if seq < 0:
+            return None
+        index = self._text_indexes.get(seq)
+        if index is None:
+            index = self._text_indexes.setdefault(seq, TextIndex())
+        if index.version >= collection.write_version:
+            return index
+        with index.lock:
+            if index.version < collection.write_version:
+                with self.db.read() as conn:
+                    row = conn.execute(
+                        "SELECT write_version FROM collections WHERE collection_id = ?",
+                        (collection.collection_id,),
+                    ).fetchone()
+                    bm25_rows.load(conn, seq, index, int(row[0]) if row else 0)
+        return index
+
     def text_search(
-        self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None
+        self,
+        collection: Collection,
+        feature: Feature,
+        query: str,
+        top_k: int,
+        filter: Node | None = None,
     ) -> list[tuple[str, float]]:
-        match = fts_query(query)
-        if not match or top_k <= 0:
+        terms = text.query_terms(query)
+        if not terms or top_k <= 0:
             return []
-        with self.db.read() as conn:
-            seq = self._feature_seq_read(conn, collection.collection_id, feature)
-            if seq < 0:
-                return []
-            if filter is None:  # rank inside FTS5 alone, then name only the top k
-                rows = conn.execute(
-                    f"SELECT d.document_id, t.score FROM (SELECT rowid, -bm25(fts_{seq}) AS score "
-                    f"FROM fts_{seq} WHERE fts_{seq} MATCH ? ORDER BY bm25(fts_{seq}) LIMIT ?) t "
-                    "JOIN documents d ON d.rowid = t.rowid ORDER BY t.score DESC",
-                    [match, top_k],
-                ).fetchall()
-            else:
-                where, params = payload_index.filter_where(conn, collection, filter)
-                rows = conn.execute(
-                    f"SELECT d.document_id, -bm25(fts_{seq}) AS score FROM fts_{seq} "
-                    f"JOIN documents d ON d.rowid = fts_{seq}.rowid "
-                    f"WHERE fts_{seq} MATCH ? AND {where} ORDER BY bm25(fts_{seq}) LIMIT ?",
-                    [match, *params, top_k],
-                ).fetchall()
-        return [(doc_id, float(score)) for doc_id, score in rows]
+        index = self._text_index(collection, feature)
+        if index is None:
+            return []
+        return index.search(terms, top_k, self._allowed_rowids(collection, filter))
 
     def save_snapshots(self) -> None:
         for seq, index in list(self._indexes.items()):

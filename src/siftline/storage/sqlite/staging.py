@@ -1,7 +1,7 @@
 """A batch of writes made ready for SQLite before the write lock is taken.
 
 Everything that only depends on the documents — their JSON, the prepared vectors as one blob, the BM25
-rows, which indexed fields hold lists — is computed here, outside the lock, so the locked part of a
+terms, which indexed fields hold lists — is computed here, outside the lock, so the locked part of a
 write is SQL that SQLite runs without the GIL while a concurrent request prepares its own batch.
 Rows are addressed by their position in the batch: new documents get consecutive rowids
 (``base + position``); a batch that replaces documents maps positions to rowids in the lock.
@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from siftline.models import Collection, DocumentWrite, Feature
+from siftline.storage import text
 from siftline.storage.sqlite import payload_index
 from siftline.storage.sqlite.vectors import prepare
 
@@ -32,7 +33,7 @@ class StagedVectors:
 class StagedTexts:
     feature: Feature
     positions: list[int]
-    texts: list[str]
+    analyzed: text.Analyzed  # terms and counts of each position's text
 
 
 @dataclass
@@ -63,6 +64,6 @@ def stage(collection: Collection, writes: Sequence[DocumentWrite]) -> Staged:
     for feature in collection.features:
         if feature.kind == "bm25":
             pairs = [(i, w.texts[feature.name]) for i, w in enumerate(writes) if w.texts.get(feature.name)]
-            texts.append(StagedTexts(feature, [i for i, _ in pairs], [t for _, t in pairs]))
+            texts.append(StagedTexts(feature, [i for i, _ in pairs], text.analyze(t for _, t in pairs)))
     multi = payload_index.multi_valued_fields(collection, (w.payload for w in writes))
     return Staged(docs_json, multi, vectors, texts)
