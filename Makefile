@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-records bench-quality bench-scale bench-ann bench-cache bench-learned clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -41,7 +41,10 @@ bench-embed: setup ## Query-embedding latency of the built-in model
 bench-ingest: setup ## Ingest docs/s with embedding and with supplied vectors
 	$(BIN)/python benchmarks/ingest.py
 
-bench-load: setup ## `siftline load` of ../shared/data/scifact into a fresh data directory
+bench-load: setup ## 50 clients x 60 s mixed load (search/write/read), every write checked (ARGS="--clients 20 --seconds 30")
+	$(BIN)/python benchmarks/load.py $(ARGS)
+
+bench-load-beir: setup ## `siftline load` of ../shared/data/scifact into a fresh data directory
 	$(BIN)/python benchmarks/load_beir.py
 
 bench-records: setup ## Cost of execution records (recording on vs off, same process)
@@ -61,6 +64,9 @@ bench-cache: setup ## Result cache MISS vs HIT on SciFact hybrid; optimizer on v
 
 bench-learned: setup ## Learned fusion from simulated clicks on SciFact vs RRF and weighted (ARGS="--seeds 5")
 	$(BIN)/python benchmarks/learned_fusion.py $(ARGS)
+
+bench-peers: setup ## Siftline vs LanceDB, PostgreSQL + pgvector and faiss on the same data (ARGS="--docs 100000")
+	$(BIN)/python benchmarks/peers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
