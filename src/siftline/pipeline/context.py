@@ -11,6 +11,7 @@ import numpy as np
 
 from siftline.models import Collection
 from siftline.pipeline.filters import Node
+from siftline.pipeline.parallel import Once
 from siftline.storage.base import DocumentStore, FusionStore, SearchIndex
 
 
@@ -105,8 +106,9 @@ class ExecutionContext:
     warnings: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)  # the running stage's statistics metadata
     search_filter: Node | None = None  # the running search stage's filter: request filters AND pre_filters
-    # query text → (embedding, served from the embedding cache), per execution
-    query_cache: dict[str, tuple[np.ndarray, bool]] = field(default_factory=dict)
+    # query text → (embedding, served from the embedding cache), per execution; legs running at once
+    # embed a text once
+    query_cache: Once = field(default_factory=Once)
     # what the execution record reports: filter conditions dropped for a missing input, caps that
     # clamped the request, and what was skipped and why
     relaxed: list[dict[str, Any]] = field(default_factory=list)

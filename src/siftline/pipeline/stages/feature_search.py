@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -22,7 +23,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.models import Collection, Document, Feature
-from siftline.pipeline import learned, pushdown
+from siftline.pipeline import learned, parallel, pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.filters import MISSING, get_path
@@ -233,11 +234,17 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         weights: list[float] = []
         used: list[str] = []  # the legs' feature URIs (the learned weights are per leg)
         report: list[dict[str, Any]] = []
-        for i, search in enumerate(p.searches):
+
+        def leg(
+            i: int, search: SearchConfig
+        ) -> Callable[[], tuple[list[tuple[Key, float]] | None, dict[str, Any]]]:
             cols = (
                 _targets(targets, search.collection_identifiers) if search.collection_identifiers else targets
             )
-            hits, info = self._search(ctx, cols, search, filt, i)
+            return lambda: self._search(ctx, cols, search, filt, i)
+
+        found = parallel.run_all([leg(i, search) for i, search in enumerate(p.searches)])
+        for i, (search, (hits, info)) in enumerate(zip(p.searches, found, strict=True)):
             report.append(info)
             if hits is None:
                 continue
@@ -370,11 +377,8 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 raise BadRequestError(
                     f"Search {index}: feature '{feature.uri}' holds your own vectors; send input_mode 'vector'."
                 )
-            cache = ctx.query_cache
             text = query.text_value() or ""
-            if text not in cache:
-                cache[text] = ctx.embed_query(text)
-            embedded, hit = cache[text]
+            embedded, hit = ctx.query_cache.get(text, lambda: ctx.embed_query(text))
             info["embedding_cache"] = "hit" if hit else "miss"
             return embedded
         if query.input_mode == "vector":
