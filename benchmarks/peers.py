@@ -24,7 +24,7 @@ Tuned to the same recall: each peer's search knob (ef_search; LanceDB ef then re
 is used (dense and filtered separately). Siftline's ef_search is a server setting (``--ef-search``);
 its recall is as measured.
 
-    python benchmarks/peers.py                                   # 100k documents, ~15 min on 2 cores
+    python benchmarks/peers.py                                   # 100k documents, ~7 min on 2 cores
     python benchmarks/peers.py --docs 3000 --queries 20 --tune-queries 20 --hnsw-threshold 1000 \\
         --no-write --json out.json                               # the CI smoke form
     python benchmarks/peers.py --docs 1000000 --systems siftline,lancedb   # by hand
