@@ -56,7 +56,13 @@ def serve(
     settings = _settings(data_dir=data_dir, host=host, port=port)
     console.print(f"Siftline on http://{settings.host}:{settings.port} (data: {settings.data_dir.resolve()})")
     console.print(f"API docs: http://{settings.host}:{settings.port}/docs")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+    )
 
 
 @keys_app.command("create")

@@ -171,3 +171,17 @@ def assert_searches_exact(storage: Storage, collection: Collection, writes: list
         query = rng.standard_normal(feature.dimension or 0).astype(np.float32)
         expected = brute_force(vectors_of(writes, feature), query, feature.metric or "cosine", 50)
         assert_same_ranking(storage.vector_search(current, feature, query, 50), expected)
+
+
+def test_integers_past_64_bits_come_back_exact(tmp_path: Path) -> None:
+    """Stored JSON is read with orjson unless a long digit run could be an integer it would turn into a float."""
+    storage = SQLiteStorage(tmp_path / "siftline.db", tmp_path / "vectors")
+    try:
+        collection = new_collection(storage, new_namespace(storage, "ints"), "ints")
+        payload = {"big": 2**70, "low": -(2**63) - 1, "u64": 2**64 - 1, "small": 7, "f": 1.5, "s": "x" * 30}
+        storage.put_documents(collection, [make_write(collection, "d", **payload)], replace=False)
+        (doc,) = storage.get_documents(fresh(storage, collection), ["d"])
+        assert {k: doc.payload[k] for k in payload} == payload
+        assert all(type(doc.payload[k]) is int for k in ("big", "low", "u64", "small"))
+    finally:
+        storage.close()

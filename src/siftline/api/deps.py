@@ -14,14 +14,19 @@ from siftline.service.container import Services
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_…`.")
 
 
-def services(request: Request) -> Services:
+# The dependencies are ``async def`` though they call storage: a key, namespace or collection lookup is one
+# indexed SQLite read (tens of µs), less than the hop to the thread pool a plain ``def`` would cost
+# (FastAPI runs each sync dependency in the pool).
+
+
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def api_key(
+async def api_key(
     request: Request,
     svc: ServicesDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
@@ -32,7 +37,7 @@ def api_key(
 KeyDep = Annotated[ApiKey, Depends(api_key)]
 
 
-def namespace(
+async def namespace(
     svc: ServicesDep,
     key: KeyDep,
     x_namespace: Annotated[
@@ -50,7 +55,7 @@ def namespace(
 NamespaceDep = Annotated[Namespace, Depends(namespace)]
 
 
-def collection(svc: ServicesDep, ns: NamespaceDep, collection_identifier: str) -> Collection:
+async def collection(svc: ServicesDep, ns: NamespaceDep, collection_identifier: str) -> Collection:
     return collections.get(svc.storage, ns, collection_identifier)
 
 

@@ -31,6 +31,9 @@ B = 0.75
 
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 _WORD = re.compile(r"[^\W_]+")
+_SEP = "\x01"  # joins a batch's texts: not a word character, so it only ever matches as itself
+_ASCII_BATCH = re.compile(r"[a-z0-9]+|\x01")
+_BATCH = re.compile(r"[^\W_]+|\x01")
 _STEM_CACHE_MAX = 500_000
 _stems: dict[str, str] = {}
 _local = threading.local()
@@ -88,24 +91,41 @@ class Analyzed:
         return len(self.lengths)
 
 
+def _batch_words(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Every word of the batch as (distinct words, each word's code, each word's text), in order: one
+    regex pass over the texts joined by a separator that no text holds, else text by text."""
+    joined = _SEP.join(texts).lower()
+    if len(texts) > 1 and joined.count(_SEP) == len(texts) - 1:
+        if not joined.isascii():
+            joined = "".join(c for c in unicodedata.normalize("NFKD", joined) if not unicodedata.combining(c))
+        flat = (_ASCII_BATCH if joined.isascii() else _BATCH).findall(joined)
+    else:
+        flat = list(chain.from_iterable([*words(t), _SEP] for t in texts))
+    unique = list(dict.fromkeys(flat))
+    code = {w: i for i, w in enumerate(unique)}
+    codes = np.fromiter(map(code.__getitem__, flat), dtype=np.int64, count=len(flat))
+    sep = code.get(_SEP, -1)
+    is_sep = codes == sep
+    doc = np.cumsum(is_sep)
+    keep = ~is_sep
+    return unique, codes[keep], doc[keep]
+
+
 def analyze(texts: Iterable[str]) -> Analyzed:
     """Terms and counts of each text, done for the whole batch at once (numpy for the counting)."""
-    per_doc = [words(t) for t in texts]
-    lengths = np.fromiter((len(w) for w in per_doc), dtype=np.int64, count=len(per_doc))
-    flat = list(chain.from_iterable(per_doc))
-    unique_words = list(dict.fromkeys(flat))
-    word_code = {w: i for i, w in enumerate(unique_words)}
-    stemmed = stems(unique_words)
-    terms = list(dict.fromkeys(stemmed))
+    texts = list(texts)
+    unique_words, word_codes, doc = _batch_words(texts)
+    stemmed = stems(unique_words)  # the separator "stems" to itself and is never looked up
+    terms = list(dict.fromkeys(s for w, s in zip(unique_words, stemmed, strict=True) if w != _SEP))
     term_code = {t: i for i, t in enumerate(terms)}
-    word_term = np.fromiter((term_code[s] for s in stemmed), dtype=np.int64, count=len(stemmed))
-    codes = word_term[np.fromiter(map(word_code.__getitem__, flat), dtype=np.int64, count=len(flat))]
-    doc = np.repeat(np.arange(len(per_doc), dtype=np.int64), lengths)
-    keys, tfs = np.unique(doc * max(len(terms), 1) + codes, return_counts=True)
-    docs_of_keys = keys // max(len(terms), 1)
-    ptr = np.zeros(len(per_doc) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(docs_of_keys, minlength=len(per_doc)), out=ptr[1:])
-    return Analyzed(terms, keys % max(len(terms), 1), tfs.astype(np.int32), ptr, lengths.astype(np.int32))
+    word_term = np.fromiter((term_code.get(s, -1) for s in stemmed), dtype=np.int64, count=len(stemmed))
+    codes = word_term[word_codes]
+    width = max(len(terms), 1)
+    lengths = np.bincount(doc, minlength=len(texts))[: len(texts)]
+    keys, tfs = np.unique(doc * width + codes, return_counts=True)
+    ptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // width, minlength=len(texts)), out=ptr[1:])
+    return Analyzed(terms, keys % width, tfs.astype(np.int32), ptr, lengths.astype(np.int32))
 
 
 def idf(n_docs: int, df: np.ndarray) -> np.ndarray:

@@ -13,5 +13,5 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/v1/health", summary="Health check (no API key needed)")
-def health(svc: ServicesDep) -> dict[str, Any]:
+async def health(svc: ServicesDep) -> dict[str, Any]:
     return {"status": "ok", "version": __version__, "storage": svc.storage.info()["backend"]}

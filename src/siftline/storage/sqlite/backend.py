@@ -11,11 +11,12 @@ from siftline.storage.sqlite.catalog import CatalogMixin
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.documents import DocumentsMixin
 from siftline.storage.sqlite.evaluations import EvaluationsMixin
-from siftline.storage.sqlite.filter_sets import FilterSets
+from siftline.storage.sqlite.filter_sets import FilterSets, RowidSets
 from siftline.storage.sqlite.fusion import FusionMixin
 from siftline.storage.sqlite.hnsw import HnswConfig
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.interactions import InteractionsMixin
+from siftline.storage.sqlite.record_writer import RecordWriter
 from siftline.storage.sqlite.records import RecordsMixin
 from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
@@ -52,8 +53,11 @@ class SQLiteStorage(
         self._indexer = Indexer(lambda: list(self._indexes.values()))
         self._feature_seqs: dict[tuple[str, str, str], int] = {}
         self._filter_sets = FilterSets()
+        self._rowid_sets = RowidSets()
+        self._record_writer = RecordWriter(self._write_record_rows)
 
     def close(self) -> None:
+        self._record_writer.close()
         self._indexer.close()
         self.save_snapshots()
         self.db.close()

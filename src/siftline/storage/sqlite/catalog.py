@@ -13,6 +13,7 @@ from siftline.errors import AlreadyExistsError
 from siftline.models import ApiKey, Collection, Feature, Namespace, PayloadIndex, iso
 from siftline.storage.sqlite import payload_index
 from siftline.storage.sqlite.db import Database
+from siftline.storage.sqlite.record_writer import RecordWriter
 
 
 def _ts(value: str | None) -> datetime | None:
@@ -83,6 +84,7 @@ class CatalogMixin:
     _create_feature_tables: Callable[[sqlite3.Connection, Collection], None]
     _bump: Callable[[sqlite3.Connection, str], int]
     _advance_indexes: Callable[[Collection, int], None]
+    _record_writer: RecordWriter
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -200,6 +202,7 @@ class CatalogMixin:
             )
 
     def delete_namespace(self, namespace_id: str) -> bool:
+        self._record_writer.flush()  # its queued execution records go with it
         with self.db.write() as conn:
             ids = [
                 r[0]

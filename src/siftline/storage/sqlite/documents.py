@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -33,6 +34,12 @@ from siftline.storage.sqlite.staging import Staged, StagedTexts, StagedVectors, 
 from siftline.storage.sqlite.vectors import VectorIndex
 
 _CHUNK = 500
+_LONG_NUMBER = re.compile(r"\d{19}")  # may be an integer orjson would read as a float (past 64 bits)
+
+
+def _loads(text: str) -> Any:
+    """Stored JSON with integers exact: orjson, or the standard library when a long digit run is present."""
+    return json.loads(text) if _LONG_NUMBER.search(text) else orjson.loads(text)
 
 
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
@@ -359,10 +366,7 @@ class DocumentsMixin:
         rows: list[tuple[Any, ...]],
         with_vectors: bool,
     ) -> list[Document]:
-        docs = [
-            Document(doc_id, collection.collection_id, json.loads(p), json.loads(i))
-            for _, doc_id, p, i in rows
-        ]
+        docs = [Document(doc_id, collection.collection_id, _loads(p), _loads(i)) for _, doc_id, p, i in rows]
         if with_vectors and rows:
             by_rowid = {row[0]: doc for row, doc in zip(rows, docs, strict=True)}
             for doc in docs:
@@ -499,7 +503,7 @@ class DocumentsMixin:
                 "ON d.collection_id = ? AND d.document_id = j.value",
                 (path, orjson.dumps(list(document_ids)), collection.collection_id),
             ):
-                out[doc_id] = MISSING if raw is None else json.loads(raw)  # exact integers past 64 bits
+                out[doc_id] = MISSING if raw is None else _loads(raw)  # exact integers past 64 bits
         return out
 
     def _rowids_read(self, collection: Collection, document_ids: Sequence[str]) -> list[str]:

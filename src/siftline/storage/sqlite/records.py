@@ -11,6 +11,7 @@ import orjson
 
 from siftline.models import ExecutionRecord, iso
 from siftline.storage.sqlite.db import Database
+from siftline.storage.sqlite.record_writer import RecordWriter
 
 _COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail"
 
@@ -43,26 +44,33 @@ def _record(row: tuple[Any, ...], documents: str | None = None) -> ExecutionReco
 
 class RecordsMixin:
     db: Database
+    _record_writer: RecordWriter
 
-    def save_execution(self, record: ExecutionRecord) -> None:
-        documents = None if record.documents is None else _dumps(record.documents)
+    def _write_record_rows(self, rows: list[tuple[Any, ...]]) -> None:
         with self.db.write() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO executions({_COLS}, documents) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    record.execution_id,
-                    record.namespace_id,
-                    record.retriever_id,
-                    record.mode,
-                    record.status,
-                    iso(record.created_at),
-                    iso(record.completed_at) if record.completed_at else None,
-                    _dumps(record.detail),
-                    documents,
-                ),
+            conn.executemany(
+                f"INSERT OR REPLACE INTO executions({_COLS}, documents) VALUES (?,?,?,?,?,?,?,?,?)", rows
             )
 
+    def save_execution(self, record: ExecutionRecord) -> None:
+        """Queued for the record writer (see :mod:`.record_writer`): committed within milliseconds, and
+        visible to every read of this backend at once."""
+        documents = None if record.documents is None else _dumps(record.documents)
+        row = (
+            record.execution_id,
+            record.namespace_id,
+            record.retriever_id,
+            record.mode,
+            record.status,
+            iso(record.created_at),
+            iso(record.completed_at) if record.completed_at else None,
+            _dumps(record.detail),
+            documents,
+        )
+        self._record_writer.put(record.execution_id, row)
+
     def get_execution(self, namespace_id: str, execution_id: str) -> ExecutionRecord | None:
+        self._record_writer.flush()
         with self.db.read() as conn:
             row = conn.execute(
                 f"SELECT {_COLS}, documents FROM executions WHERE namespace_id = ? AND execution_id = ?",
@@ -99,6 +107,7 @@ class RecordsMixin:
             where.append("created_at <= ?")
             params.append(iso(until))
         clause = " AND ".join(where)
+        self._record_writer.flush()
         with self.db.read() as conn:
             total = conn.execute(f"SELECT count(*) FROM executions WHERE {clause}", params).fetchone()[0]
             rows = conn.execute(
@@ -109,6 +118,7 @@ class RecordsMixin:
         return [_record(r) for r in rows], int(total)
 
     def fail_unfinished(self, error: str) -> int:
+        self._record_writer.flush()
         with self.db.write() as conn:
             rows = conn.execute(
                 f"SELECT {_COLS} FROM executions WHERE status IN ('pending', 'processing')"
@@ -126,6 +136,7 @@ class RecordsMixin:
 
     def drop_documents(self, keep_last: int | None, before: datetime | None) -> int:
         dropped = 0
+        self._record_writer.flush()
         with self.db.write() as conn:
             if keep_last is not None:
                 dropped += conn.execute(

@@ -67,6 +67,22 @@ class SearchStats:
 
 
 @dataclass
+class View:
+    """What a search reads, published whole after every change and never changed after (the segments'
+    live masks fill in lazily). Searches take the current view and need no lock: a write copies
+    ``live`` before marking a slot dead, and appends land beyond ``size``."""
+
+    rows: BlockMatrix
+    live: np.ndarray
+    doc_ids: list[str]
+    size: int
+    indexed: int
+    count: int
+    segments: tuple[Segment, ...]
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
 class BuildPlan:
     """Slots to put into one new segment, and whether it replaces every existing segment."""
 
@@ -97,10 +113,21 @@ class VectorIndex:
         self._size = 0  # slots used
         self._indexed = 0  # slots below this are in a segment (or dead)
         self._segments: list[Segment] = []
-        self._masks: dict[int, np.ndarray] = {}  # per segment: its live labels (cached between writes)
+        self._publish()
 
     def __len__(self) -> int:
         return self._count
+
+    def _publish(self) -> None:
+        self._view = View(
+            self._rows,
+            self._live,
+            self._doc_ids,
+            self._size,
+            self._indexed,
+            self._count,
+            tuple(self._segments),
+        )
 
     # -- loading and writing ----------------------------------------------------------------------
 
@@ -116,9 +143,10 @@ class VectorIndex:
             self._slot_of[self._slot_rowid] = np.arange(n, dtype=np.int32)
             self._count = n
             self._size, self._indexed = n, 0
-            self._segments, self._masks = [], {}
+            self._segments = []
             self.version = version
             self.last_write = self.pending_since = time.monotonic()
+            self._publish()
 
     def _grow(self, needed: int) -> None:
         self._rows.ensure(needed)
@@ -155,6 +183,7 @@ class VectorIndex:
             self._size += n
             self.dirty = True
             self.last_write = time.monotonic()
+            self._publish()
 
     def remove(self, rowids: Sequence[int]) -> None:
         with self.lock:
@@ -165,10 +194,11 @@ class VectorIndex:
             if dead.size:
                 self._slot_of[ids] = -1
                 self._count -= int(dead.size)
+                self._live = self._live.copy()  # the published view keeps the old one
                 self._live[dead] = False
-                self._masks.clear()
                 self.dirty = True
                 self.last_write = time.monotonic()
+                self._publish()
 
     # -- searching --------------------------------------------------------------------------------
 
@@ -179,33 +209,33 @@ class VectorIndex:
         allowed_rowids: np.ndarray | None = None,
         stats: SearchStats | None = None,
     ) -> list[tuple[str, float]]:
-        """Best ``top_k`` (document_id, score); ``allowed_rowids`` restricts the candidates."""
+        """Best ``top_k`` (document_id, score); ``allowed_rowids`` restricts the candidates. No lock: the
+        search reads the view current when it starts."""
         stats = stats if stats is not None else SearchStats()
         query = prepare(query.reshape(1, -1), self.metric)[0]
-        with self.lock:
-            live = self._count
-            if live == 0 or top_k <= 0:
+        v = self._view
+        if v.count == 0 or top_k <= 0:
+            return []
+        allowed = None
+        if allowed_rowids is not None:
+            allowed = self._slots_of(allowed_rowids, v)
+            stats.extra["filter_passes"] = int(allowed.size)
+            if allowed.size == 0:
                 return []
-            allowed = None
-            if allowed_rowids is not None:
-                allowed = self._slots_of(allowed_rowids)
-                stats.extra["filter_passes"] = int(allowed.size)
-                if allowed.size == 0:
-                    return []
-            use_hnsw = live >= self.config.threshold and bool(self._segments)
-            if allowed is not None and allowed.size <= self.config.exact_filter_limit(live):
-                use_hnsw = False
-            if not use_hnsw:
-                slots = allowed if allowed is not None else None
-                found = self._exact(query, top_k, slots, 0)
-                stats.candidates_examined = int(allowed.size if allowed is not None else self._size)
-                return self._named(found, top_k)
-            return self._named(self._hnsw(query, top_k, allowed, stats), top_k)
+        use_hnsw = v.count >= self.config.threshold and bool(v.segments)
+        if allowed is not None and allowed.size <= self.config.exact_filter_limit(v.count):
+            use_hnsw = False
+        if not use_hnsw:
+            found = self._exact(v, query, top_k, allowed, 0)
+            stats.candidates_examined = int(allowed.size if allowed is not None else v.size)
+            return self._named(v, found, top_k)
+        return self._named(v, self._hnsw(v, query, top_k, allowed, stats), top_k)
 
-    def _slots_of(self, rowids: np.ndarray) -> np.ndarray:
+    def _slots_of(self, rowids: np.ndarray, v: View) -> np.ndarray:
         ids = rowids[(rowids >= 0) & (rowids < self._slot_of.shape[0])]
         slots = self._slot_of[ids].astype(np.int64)
-        return slots[slots >= 0]
+        slots = slots[(slots >= 0) & (slots < v.size)]  # a write after the view was taken: not in it
+        return slots[v.live[slots]]
 
     def _scores(self, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         if self.metric == "euclidean":
@@ -214,18 +244,18 @@ class VectorIndex:
         return rows @ query
 
     def _exact(
-        self, query: np.ndarray, top_k: int, slots: np.ndarray | None, start: int
+        self, v: View, query: np.ndarray, top_k: int, slots: np.ndarray | None, start: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """(slots, scores) of the best live ``top_k`` among ``slots`` (or every slot from ``start``)."""
         if slots is None:
-            pieces = [self._scores(view, query) for _, view in self._rows.spans(start, self._size)]
+            pieces = [self._scores(rows, query) for _, rows in v.rows.spans(start, v.size)]
             scores = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-            live = self._live[start : self._size]
+            live = v.live[start : v.size]
             if not live.all():
                 scores = np.where(live, scores, -np.inf)
-            candidates = np.arange(start, self._size)
+            candidates = np.arange(start, v.size)
         else:
-            scores = self._scores(self._rows.take(slots), query)
+            scores = self._scores(v.rows.take(slots), query)
             candidates = slots
         k = min(top_k, scores.shape[0])
         if k <= 0:
@@ -235,17 +265,17 @@ class VectorIndex:
         return candidates[best], scores[best]
 
     def _hnsw(
-        self, query: np.ndarray, top_k: int, allowed: np.ndarray | None, stats: SearchStats
+        self, v: View, query: np.ndarray, top_k: int, allowed: np.ndarray | None, stats: SearchStats
     ) -> tuple[np.ndarray, np.ndarray]:
         passing, share = None, 1.0
         if allowed is not None:
-            passing = np.zeros(self._size, dtype=bool)
+            passing = np.zeros(v.size, dtype=bool)
             passing[allowed] = True
-            share = allowed.size / max(1, self._count)
-        stats.path, stats.segments, stats.ef_search = "hnsw", len(self._segments), 0
+            share = allowed.size / max(1, v.count)
+        stats.path, stats.segments, stats.ef_search = "hnsw", len(v.segments), 0
         found_slots, found_scores = [], []
-        for i, segment in enumerate(self._segments):
-            mask = self._segment_mask(i, segment)
+        for i, segment in enumerate(v.segments):
+            mask = self._segment_mask(v, i, segment)
             if passing is not None:
                 mask = passing[segment.slots] if mask is None else mask & passing[segment.slots]
             ef = max(self.config.ef_for(len(segment), share), top_k)
@@ -254,33 +284,31 @@ class VectorIndex:
             stats.candidates_examined += examined
             found_slots.append(slots)
             found_scores.append(scores)
-        tail = self._size - self._indexed
+        tail = v.size - v.indexed
         if tail > 0:
             tail_slots = (
-                None if allowed is None else allowed[allowed >= self._indexed]
+                None if allowed is None else allowed[allowed >= v.indexed]
             )  # the pending tail, scanned exactly
-            slots, scores = self._exact(query, top_k, tail_slots, self._indexed)
+            slots, scores = self._exact(v, query, top_k, tail_slots, v.indexed)
             stats.pending_scanned = int(tail if tail_slots is None else tail_slots.size)
             stats.candidates_examined += stats.pending_scanned
             found_slots.append(slots)
             found_scores.append(scores)
         return np.concatenate(found_slots), np.concatenate(found_scores)
 
-    def _alive(self, segment: Segment) -> np.ndarray:
-        """Per label of ``segment``: is its slot live (labels of a snapshot's dead slots are -1)."""
-        slots = segment.slots
-        return self._live[np.maximum(slots, 0)] & (slots >= 0)
-
-    def _segment_mask(self, i: int, segment: Segment) -> np.ndarray | None:
-        """The live labels of segment ``i`` (None when all are live)."""
-        mask = self._masks.get(i)
+    @staticmethod
+    def _segment_mask(v: View, i: int, segment: Segment) -> np.ndarray | None:
+        """The live labels of segment ``i`` of view ``v`` (None when all are live); labels of a snapshot's
+        dead slots are -1. Cached in the view, so computed once between writes."""
+        mask = v.masks.get(i)
         if mask is None:
-            mask = self._masks[i] = self._alive(segment)
+            slots = segment.slots
+            mask = v.masks[i] = v.live[np.maximum(slots, 0)] & (slots >= 0)
         return None if mask.all() else mask
 
-    def _named(self, found: tuple[np.ndarray, np.ndarray], top_k: int) -> list[tuple[str, float]]:
+    def _named(self, v: View, found: tuple[np.ndarray, np.ndarray], top_k: int) -> list[tuple[str, float]]:
         slots, scores = found
-        names = self._doc_ids
+        names = v.doc_ids
         hits = list(zip(map(names.__getitem__, slots.tolist()), scores.tolist(), strict=True))
         if scores.shape[0] > 1 and not bool(np.all(scores[:-1] > scores[1:])):  # ties or unsorted pieces
             hits.sort(key=lambda h: (-h[1], h[0]))
@@ -290,9 +318,10 @@ class VectorIndex:
 
     def tombstones(self) -> int:
         """Dead labels still inside segments (from the per-segment live masks, cached between writes)."""
+        v = self._view
         return sum(
-            len(s) - int(mask.sum()) if (mask := self._segment_mask(i, s)) is not None else 0
-            for i, s in enumerate(self._segments)
+            len(s) - int(mask.sum()) if (mask := self._segment_mask(v, i, s)) is not None else 0
+            for i, s in enumerate(v.segments)
         )
 
     def needs_build(self, *, force: bool = False, idle_s: float = 3.0, max_wait_s: float = 120.0) -> bool:
@@ -342,8 +371,8 @@ class VectorIndex:
             keep = [] if plan.replace_all else self._segments
             self._segments = [*keep, segment] if segment is not None and len(segment) else keep
             self._indexed = plan.upto
-            self._masks = {}
             self.pending_since = time.monotonic()  # what is still pending was written after the plan
+            self._publish()
 
     def status(self) -> dict[str, Any]:
         """``pending``: vectors waiting for a build (none below the threshold, where search is exact)."""
@@ -391,4 +420,4 @@ class VectorIndex:
         with self.lock:
             self._segments = segments
             self._indexed = indexed
-            self._masks = {}
+            self._publish()

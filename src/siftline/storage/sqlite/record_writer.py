@@ -1,0 +1,76 @@
+"""Execution records written behind the requests: one background thread commits them in batches.
+
+Every execution saves its record at least once; written inline, each save is a transaction that takes
+the database's single write lock, so under concurrent load the searches queue behind each other's
+record writes (measured: the largest share of the load benchmark's server time was threads waiting
+for that lock). Instead a save hands the row to this writer and returns; the writer commits
+everything queued so far in one transaction (group commit), so many executions share one lock hold
+and one commit. Several saves of one record before a commit (processing, then completed) collapse
+into the last.
+
+Readers see their writes: every read of the executions table first waits for the rows queued before
+it (:meth:`flush`), and so do statements that delete records. A process that dies loses at most the
+records of the last few milliseconds; records still ``processing`` are failed at the next start, as
+before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("siftline.records")
+
+Row = tuple[Any, ...]
+
+
+class RecordWriter:
+    def __init__(self, write_rows: Callable[[list[Row]], None]) -> None:
+        self._write_rows = write_rows
+        self._cond = threading.Condition()
+        self._pending: dict[str, Row] = {}
+        self._queued = 0  # saves handed over so far
+        self._done = 0  # saves committed (or given up on) so far
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="siftline-records", daemon=True)
+        self._thread.start()
+
+    def put(self, execution_id: str, row: Row) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the record writer is closed")
+            self._pending[execution_id] = row
+            self._queued += 1
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Return once every save handed over before this call is committed."""
+        with self._cond:
+            target = self._queued
+            while self._done < target and self._thread.is_alive():
+                self._cond.wait(1.0)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending and self._closed:
+                    return
+                rows, self._pending = list(self._pending.values()), {}
+                upto = self._queued
+            try:
+                self._write_rows(rows)
+            except Exception:  # the requests are answered already: say so loudly, keep going
+                log.exception("writing %d execution records failed; they are lost", len(rows))
+            with self._cond:
+                self._done = upto
+                self._cond.notify_all()
