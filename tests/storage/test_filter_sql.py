@@ -228,10 +228,10 @@ def test_index_hints_never_change_what_a_filter_matches(conn: sqlite3.Connection
     docs, flts = case
     full = _load(conn, docs)
     fields = _single_valued(docs, INDEXABLE)
-    for flt in flts:
+    for flt, folded in ((f, folded) for f in flts for folded in ([], fields)):  # with case-folded indexes too
         node = parse_filter(flt)
         where, params = compile_filter(node, "d")
-        hint, hint_params, exact = index_hint(node, fields, "d")
+        hint, hint_params, exact = index_hint(node, fields, "d", folded)
         rows = conn.execute(
             f"SELECT document_id FROM documents d WHERE {hint} AND ({where})", [*hint_params, *params]
         )
@@ -262,6 +262,13 @@ def test_an_indexed_equality_uses_the_partial_index_and_a_list_field_gets_no_hin
     assert index_hint(node, [], "") == ("1", [], False)  # a multi-valued field is left out by the caller
     text = parse_filter({"field": "bucket", "value": "Seven"})  # case-folded by default: no hint
     assert index_hint(text, ["bucket"], "") == ("1", [], False)
+    assert index_hint(text, ["bucket"], "", ["bucket"]) == (
+        f"(sl_fold({index_expression('bucket')}) IN (?))",
+        ["seven"],
+        True,
+    )
+    ranged = parse_filter({"AND": [{"field": "bucket", "operator": "gte", "value": 3}]})
+    assert index_hint(ranged, ["bucket"], "")[2] is True  # with the evaluator's type test beside it
     exact = parse_filter({"AND": [{"field": "bucket", "operator": "in", "value": [7, 9]}]})
     assert index_hint(exact, ["bucket"], "")[2] is True
     assert index_hint(parse_filter({"field": "bucket", "value": 1}), ["bucket"], "")[2] is False  # true → 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,8 @@ class SQLiteStorage(
         self._feature_seqs: dict[tuple[str, str, str], int] = {}
         self._filter_sets = FilterSets()
         self._rowid_sets = RowidSets()
+        self._applying: dict[str, int] = {}
+        self._applied = threading.Condition()
         self._record_writer = RecordWriter(self._write_record_rows)
 
     def close(self) -> None:

@@ -84,6 +84,8 @@ class CatalogMixin:
     _create_feature_tables: Callable[[sqlite3.Connection, Collection], None]
     _bump: Callable[[sqlite3.Connection, str], int]
     _advance_indexes: Callable[[Collection, int], None]
+    _begin_apply: Callable[[str, int], None]
+    _end_apply: Callable[[str], None]
     _record_writer: RecordWriter
 
     # -- keys ---------------------------------------------------------------------------------
@@ -295,7 +297,11 @@ class CatalogMixin:
                 )
                 payload_index.sync_indexes(conn, collection)
                 version = self._bump(conn, collection.collection_id)  # cached results of it are stale now
-            self._advance_indexes(collection, version)
+                self._begin_apply(collection.collection_id, version)
+            try:
+                self._advance_indexes(collection, version)
+            finally:
+                self._end_apply(collection.collection_id)
 
     def delete_collection(self, collection: Collection) -> bool:
         with self.db.write() as conn:

@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,8 @@ class DocumentsMixin:
     _filter_sets: FilterSets
     _index: Callable[[Collection, Feature], VectorIndex | None]  # from the search half
     _text_index: Callable[[Collection, Feature], TextIndex | None]
+    _applying: dict[str, int]  # collection id -> the version whose in-memory index updates are under way
+    _applied: threading.Condition
 
     # -- feature tables -----------------------------------------------------------------------
 
@@ -191,16 +194,31 @@ class DocumentsMixin:
                     for seq, texts in zip(text_seqs, staged.texts, strict=True)
                 ]
                 version = self._bump(conn, cid)
-            for seq, change in zip(text_seqs, text_changes, strict=True):
-                self._apply_text(seq, version, *change)
-            for seq, vectors in zip(seqs, staged.vectors, strict=True):
-                index = self._indexes.get(seq)
-                if index is not None and index.version == version - 1:
-                    have = [rowids[p] for p in vectors.positions]
-                    index.remove(sorted(set(existing.values()) - set(have)))
-                    index.upsert(have, [writes[p].document_id for p in vectors.positions], vectors.matrix)
-                    index.version = version
+                self._begin_apply(cid, version)  # before the commit: see SearchMixin._wait_applied
+            try:
+                for seq, change in zip(text_seqs, text_changes, strict=True):
+                    self._apply_text(seq, version, *change)
+                for seq, vectors in zip(seqs, staged.vectors, strict=True):
+                    index = self._indexes.get(seq)
+                    if index is not None and index.version == version - 1:
+                        have = [rowids[p] for p in vectors.positions]
+                        index.remove(sorted(set(existing.values()) - set(have)))
+                        index.upsert(have, [writes[p].document_id for p in vectors.positions], vectors.matrix)
+                        index.version = version
+            finally:
+                self._end_apply(cid)
             self._indexer.poke()
+
+    def _begin_apply(self, collection_id: str, version: int) -> None:
+        """Say that ``version`` of the collection is committing and its in-memory indexes will follow: a
+        search that reads that version meanwhile waits for them (instead of reloading an index)."""
+        with self._applied:
+            self._applying[collection_id] = version
+
+    def _end_apply(self, collection_id: str) -> None:
+        with self._applied:
+            self._applying.pop(collection_id, None)
+            self._applied.notify_all()
 
     def _insert_documents(
         self,
@@ -347,13 +365,17 @@ class DocumentsMixin:
                 for seq in bm25:
                     bm25_rows.delete_rows(conn, seq, rowids)
                 version = self._bump(conn, cid)
-            for seq, (gone, terms) in zip(bm25, removed, strict=True):
-                self._apply_text(seq, version, gone, terms, None, {})
-            for seq in dense:
-                index = self._indexes.get(seq)
-                if index is not None and index.version == version - 1:
-                    index.remove(rowids)
-                    index.version = version
+                self._begin_apply(cid, version)
+            try:
+                for seq, (gone, terms) in zip(bm25, removed, strict=True):
+                    self._apply_text(seq, version, gone, terms, None, {})
+                for seq in dense:
+                    index = self._indexes.get(seq)
+                    if index is not None and index.version == version - 1:
+                        index.remove(rowids)
+                        index.version = version
+            finally:
+                self._end_apply(cid)
             self._indexer.poke()
         return len(rowids)
 

@@ -38,7 +38,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeAlias, cast
+from typing import Any, TypeAlias
 
 from siftline.errors import ValidationError
 from siftline.pipeline.filters import And, Condition, Dynamic, Node, Not, Or
@@ -323,62 +323,87 @@ def index_expression(field: str, table_alias: str = "") -> str | None:
     return f"json_extract({column}, '{path.replace(chr(39), chr(39) * 2)}')"
 
 
-def _exact_hint(cond: Condition) -> bool:
-    """Whether ``_hint(cond)`` matches exactly what ``cond`` does on a single-valued field.
-
-    ``json_extract`` gives JSON numbers and strings as SQL integers, reals and text, which compare
-    like the evaluator compares them (``7 = 7.0``; a number never equals text) — but JSON ``true`` and
-    ``false`` come out as 1 and 0, and ranges compare text above every number, so those stay supersets.
-    """
-    if cond.op not in ("eq", "in"):
-        return False
-    values = cond.value if isinstance(cond.value, tuple) else (cond.value,)
-    return not any(not isinstance(v, str) and v in (0, 1) for v in values)
+def fold_expression(field: str, table_alias: str = "") -> str | None:
+    """The expression of a payload index on ``field``'s case-folded text (keyword and text indexes:
+    the filter language compares strings without regard to case unless told otherwise)."""
+    expr = index_expression(field, table_alias)
+    return None if expr is None else f"sl_fold({expr})"
 
 
-def _hint(cond: Condition, prefix: str) -> Frag | None:
-    """A condition an index can answer that keeps every document ``cond`` matches (maybe more)."""
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _hint(cond: Condition, prefix: str, folded: bool) -> tuple[Frag, bool] | None:
+    """A condition an index can answer that keeps every document ``cond`` matches, and whether it keeps
+    exactly those (on a single-valued field). ``folded``: the field also has a case-folded index.
+
+    ``json_extract`` gives JSON numbers and strings as SQL integers, reals and text, which compare like
+    the evaluator compares them (``7 = 7.0``; a number never equals text) — but JSON ``true`` and
+    ``false`` come out as 1 and 0, so a number 0 or 1 stays a superset; a range on a number is exact
+    with the evaluator's own type test beside it (text sorts above every number in SQLite)."""
     value = cond.value
     scalars = value if isinstance(value, tuple) else (value,)
     if not scalars or cond.op not in ("eq", "in", *_ORDER_SQL):
         return None
     if any(isinstance(v, bool) or v is None for v in scalars):
         return None
-    if any(isinstance(v, str) for v in scalars) and (not cond.case_sensitive or cond.op in _ORDER_SQL):
-        return None  # case-folded matches, and text order (collation), stay with the full condition
-    expr = index_expression(cond.field, prefix.rstrip("."))
+    alias = prefix.rstrip(".")
+    expr = index_expression(cond.field, alias)
     if expr is None:
         return None
+    strings = [v for v in scalars if isinstance(v, str)]
+    if strings:
+        if cond.op in _ORDER_SQL or len(strings) != len(scalars):
+            return None  # text order (collation) and mixed lists stay with the full condition
+        if not cond.case_sensitive:
+            fold = fold_expression(cond.field, alias)
+            if not folded or fold is None:
+                return None
+            keys = tuple(v.casefold() for v in strings)
+            return Frag(f"{fold} IN ({','.join('?' * len(keys))})", keys), True
+        return Frag(f"{expr} IN ({','.join('?' * len(strings))})", tuple(strings)), True
+    exact = not any(v in (0, 1) for v in scalars)
     if cond.op == "eq":
-        return q(f"{expr} = {{}}", scalars[0])
+        return q(f"{expr} = {{}}", scalars[0]), exact
     if cond.op == "in":
-        return Frag(f"{expr} IN ({','.join('?' * len(scalars))})", tuple(scalars))
-    return q(f"{expr} {_ORDER_SQL[cond.op]} {{}}", scalars[0])
+        return Frag(f"{expr} IN ({','.join('?' * len(scalars))})", tuple(scalars)), exact
+    located = _locate(cond.field, prefix, ("filters",))
+    column, path = located if located is not None else ("", None)
+    if path is None:
+        return None
+    typed = f"json_type({column}, '{path.replace(chr(39), chr(39) * 2)}') IN ('integer', 'real')"
+    return q(f"{expr} {_ORDER_SQL[cond.op]} {{}} AND {typed}", scalars[0]), _number(scalars[0])
 
 
 def index_hint(
-    node: Node | None, fields: Iterable[str], table_alias: str = ""
+    node: Node | None, fields: Iterable[str], table_alias: str = "", folded: Iterable[str] = ()
 ) -> tuple[str, list[Any], bool]:
     """Extra WHERE terms over payload-indexed ``fields`` that let SQLite use their indexes, and whether
     they alone select exactly what ``node`` does (then the full filter need not run per row).
+    ``folded``: those of ``fields`` that also have a case-folded index (:func:`fold_expression`).
 
     Each term is implied by the filter (a superset of its matches), so ``hint AND filter`` selects
     exactly what ``filter`` does. Only top-level AND-ed conditions on single-valued indexed fields
     qualify: ``fields`` must exclude any field that holds a list or object in some document, since a
     list field matches by element and ``json_extract`` of a list is its JSON text.
     """
-    usable = set(fields)
+    usable, with_fold = set(fields), set(folded)
     if node is None or not usable:
         return "1", [], False
     items = node.items if isinstance(node, And) else (node,)
     prefix = _prefix(table_alias)
     hints, exact = [], bool(items)
     for item in items:
-        hint = _hint(item, prefix) if isinstance(item, Condition) and item.field in usable else None
-        if hint is None:
+        found = (
+            _hint(item, prefix, item.field in with_fold)
+            if isinstance(item, Condition) and item.field in usable
+            else None
+        )
+        if found is None:
             exact = False
         else:
-            hints.append(hint)
-            exact = exact and _exact_hint(cast(Condition, item))
+            hints.append(found[0])
+            exact = exact and found[1]
     frag = _join(hints, " AND ", TRUE)
     return frag.sql, list(frag.params), exact

@@ -18,7 +18,9 @@ import orjson
 
 from siftline.models import Collection
 from siftline.pipeline.filters import Node
-from siftline.storage.sqlite.filter_sql import compile_filter, index_expression, index_hint
+from siftline.storage.sqlite.filter_sql import compile_filter, fold_expression, index_expression, index_hint
+
+FOLDED_TYPES = ("keyword", "text")  # these indexes also index the case-folded text (see fold_expression)
 
 
 def _name(collection_id: str, field: str) -> str:
@@ -37,6 +39,9 @@ def sync_indexes(conn: sqlite3.Connection, collection: Collection) -> None:
         expr = index_expression(index.field_name)
         if expr is not None:
             wanted[_name(cid, index.field_name)] = expr
+        fold = fold_expression(index.field_name) if index.type in FOLDED_TYPES else None
+        if fold is not None:
+            wanted[_name(cid, index.field_name) + "_f"] = fold
     existing = {r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE ? ESCAPE '\\'",
         (f"px\\_{cid.replace('_', chr(92) + '_')}\\_%",),
@@ -44,6 +49,7 @@ def sync_indexes(conn: sqlite3.Connection, collection: Collection) -> None:
     for name in existing - set(wanted):
         conn.execute(f'DROP INDEX IF EXISTS "{name}"')
     fields = {_name(cid, p.field_name): p.field_name for p in collection.payload_indexes}
+    fields |= {name + "_f": field for name, field in fields.items()}
     for name, expr in wanted.items():
         if name not in existing:  # documents written before the field was indexed may hold lists in it
             _note_existing_multi_valued(conn, cid, fields[name])
@@ -145,10 +151,13 @@ def filter_where(
     The collection id is inlined (a partial index applies only when SQLite sees the literal) and the
     index hint terms come before the full filter, which still decides every match.
     """
-    hint, hint_params, exact = index_hint(
-        filter, hinted_fields(conn, collection) if filter is not None else (), "d"
-    )
-    scope = f"d.collection_id = {_literal(collection.collection_id)} AND {hint}"
+    hinted = hinted_fields(conn, collection) if filter is not None else []
+    folded = [p.field_name for p in collection.payload_indexes if p.type in FOLDED_TYPES]
+    hint, hint_params, exact = index_hint(filter, hinted, "d", folded)
+    # likely(): the collection term matches most rows of a collection's scan, so SQLite prefers a payload
+    # index for a range (without it, it takes the collection's rows and tests each); the term still
+    # implies the partial indexes' WHERE, and alone it still uses the collection index
+    scope = f"likely(d.collection_id = {_literal(collection.collection_id)}) AND {hint}"
     if exact:  # the indexed terms say it all: no per-row JSON parsing
         return scope, hint_params
     where, params = compile_filter(filter, "d")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ class SearchMixin:
     _indexes: dict[int, VectorIndex]
     _text_indexes: dict[int, TextIndex]
     _rowid_sets: RowidSets
+    _applying: dict[str, int]
+    _applied: threading.Condition
     _feature_seqs: dict[tuple[str, str, str], int]
     _index_config: HnswConfig
     _indexer: Indexer
@@ -50,12 +53,28 @@ class SearchMixin:
             )
         if index.version >= collection.write_version:
             return index
-        with index.lock:
-            if index.version >= collection.write_version:
-                return index
-            self._load_index(index, seq, collection.collection_id)
-        self._indexer.poke()
+        if not self._caught_up(index, collection):
+            with index.lock:
+                if index.version < collection.write_version:
+                    self._load_index(index, seq, collection.collection_id)
+            self._indexer.poke()
         return index
+
+    def _caught_up(self, index: VectorIndex | TextIndex, collection: Collection) -> bool:
+        """Whether ``index`` reaches the collection's version once this process's write of it has applied.
+
+        A write commits, then brings the in-memory indexes to the new version; it announces the version
+        before committing (``_begin_apply``), so a search that read the collection in between waits for
+        that write alone (not for the write lock, where writers queue) and never reloads the index.
+        False when the version came from another process (``siftline load``): the index must reload."""
+        cid, wanted = collection.collection_id, collection.write_version
+        with self._applied:
+            while index.version < wanted:
+                applying = self._applying.get(cid)
+                if applying is None or applying < wanted:
+                    return index.version >= wanted
+                self._applied.wait(1.0)
+        return True
 
     def _load_index(self, index: VectorIndex, seq: int, collection_id: str) -> None:
         """From the snapshot when it is current, else from the ``vec_<seq>`` table (read in chunks)."""
@@ -165,7 +184,7 @@ class SearchMixin:
         index = self._text_indexes.get(seq)
         if index is None:
             index = self._text_indexes.setdefault(seq, TextIndex())
-        if index.version >= collection.write_version:
+        if index.version >= collection.write_version or self._caught_up(index, collection):
             return index
         with index.lock:
             if index.version < collection.write_version:
