@@ -161,6 +161,8 @@ def summarize(
     cumulative: collections.Counter[str] = collections.Counter()
     modules: collections.Counter[str] = collections.Counter()
     for stack, n in stacks.items():
+        if not stack:  # a sample py-spy took between frames
+            continue
         own[stack[-1]] += n
         modules[module_of(stack[-1])] += n
         for frame in set(stack):

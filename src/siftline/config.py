@@ -91,6 +91,21 @@ class Settings(BaseSettings):
         10_000, ge=0, description="Query embeddings kept in memory (LRU, per model version); 0 turns it off."
     )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
+    worker_threads: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Requests whose work runs at the same time (the thread pool of blocking handlers); "
+        "more wait on the event loop. Python runs one thread at a time, so a few more than the cores "
+        "(to overlap SQLite, numpy and faiss, which release the GIL) do best.",
+    )
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Threads numpy's BLAS may use per operation in the server (OPENBLAS_NUM_THREADS when "
+        "it is not set): requests run side by side already, and idle BLAS threads spin.",
+    )
     access_log: bool = Field(
         False,
         description="Log every HTTP request (uvicorn's access log); off by default: it costs ~40 µs a request.",

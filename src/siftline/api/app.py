@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -103,6 +104,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                 svc.settings.data_dir,
             )
         app.state.services = svc
+        # Blocking handlers run on this many threads at once; more only add GIL hand-offs (measured by
+        # benchmarks/load.py: see docs/BENCHMARKS.md), the rest wait their turn on the event loop.
+        to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
         try:
             yield
         finally:
