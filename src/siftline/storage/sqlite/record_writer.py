@@ -8,8 +8,9 @@ everything queued so far in one transaction (group commit), so many executions s
 and one commit. Several saves of one record before a commit (processing, then completed) collapse
 into the last.
 
-Readers see their writes: every read of the executions table first waits for the rows queued before
-it (:meth:`flush`), and so do statements that delete records. A process that dies loses at most the
+Readers see their writes: reading one record looks in the queue first (:meth:`lookup`); every other
+read of the executions table first waits for the rows queued before it (:meth:`flush`), and so do
+statements that delete records. A process that dies loses at most the
 records of the last few milliseconds; records still ``processing`` are failed at the next start, as
 before.
 """
@@ -31,6 +32,7 @@ class RecordWriter:
         self._write_rows = write_rows
         self._cond = threading.Condition()
         self._pending: dict[str, Row] = {}
+        self._writing: dict[str, Row] = {}  # taken by the writer, not committed yet
         self._queued = 0  # saves handed over so far
         self._done = 0  # saves committed (or given up on) so far
         self._closed = False
@@ -44,6 +46,12 @@ class RecordWriter:
             self._pending[execution_id] = row
             self._queued += 1
             self._cond.notify_all()
+
+    def lookup(self, execution_id: str) -> Row | None:
+        """The newest row saved for ``execution_id`` that may not be committed yet; None means every save
+        of it (if any) is committed, so the database has it."""
+        with self._cond:
+            return self._pending.get(execution_id) or self._writing.get(execution_id)
 
     def flush(self) -> None:
         """Return once every save handed over before this call is committed."""
@@ -65,12 +73,13 @@ class RecordWriter:
                     self._cond.wait()
                 if not self._pending and self._closed:
                     return
-                rows, self._pending = list(self._pending.values()), {}
+                self._writing, self._pending = self._pending, {}
                 upto = self._queued
             try:
-                self._write_rows(rows)
+                self._write_rows(list(self._writing.values()))
             except Exception:  # the requests are answered already: say so loudly, keep going
-                log.exception("writing %d execution records failed; they are lost", len(rows))
+                log.exception("writing %d execution records failed; they are lost", len(self._writing))
             with self._cond:
+                self._writing = {}
                 self._done = upto
                 self._cond.notify_all()

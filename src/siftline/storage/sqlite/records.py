@@ -70,7 +70,9 @@ class RecordsMixin:
         self._record_writer.put(record.execution_id, row)
 
     def get_execution(self, namespace_id: str, execution_id: str) -> ExecutionRecord | None:
-        self._record_writer.flush()
+        queued = self._record_writer.lookup(execution_id)
+        if queued is not None:  # saved, not committed yet: the queued row is the newest
+            return _record(queued[:-1], queued[-1]) if queued[1] == namespace_id else None
         with self.db.read() as conn:
             row = conn.execute(
                 f"SELECT {_COLS}, documents FROM executions WHERE namespace_id = ? AND execution_id = ?",
