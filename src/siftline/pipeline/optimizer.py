@@ -304,14 +304,11 @@ RULES: tuple[Rule, ...] = (
 
 
 def _reads_stage_outputs(plan: Plan) -> bool:
-    def walk(value: Any) -> bool:
-        if isinstance(value, dict):
-            return any(walk(v) for v in value.values())
-        if isinstance(value, list):
-            return any(walk(v) for v in value)
-        return templates.is_template(value) and ("STAGE" in value or "stage" in value)
-
-    return any(walk(s.parameters) for s in plan.stages)
+    return any(
+        "STAGE" in source or "stage" in source
+        for s in plan.stages
+        for source in templates.template_strings(s.parameters)
+    )
 
 
 def optimize(

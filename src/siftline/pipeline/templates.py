@@ -130,6 +130,20 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+def template_strings(value: Any) -> Iterator[str]:
+    """Every template string inside ``value`` (through dicts and lists; a list of numbers, such as a query
+    vector, is passed over in one step)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from template_strings(item)
+    elif isinstance(value, list):
+        if not _plain_list(value):
+            for item in value:
+                yield from template_strings(item)
+    elif is_template(value):
+        yield value
+
+
 def render(value: Any, context: Mapping[str, Any], loc: Loc = ("parameters",)) -> Any:
     """Render every template string in ``value`` (recursively through dicts and lists; keys are kept).
 

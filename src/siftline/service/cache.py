@@ -135,18 +135,10 @@ def repeatable(plan: Plan) -> str | None:
             return f"stage '{stage.name}' samples without a seed"
         if stage.stage_id == "feature_search" and stage.parameters.get("fusion") == "learned":
             return f"stage '{stage.name}' draws learned fusion weights anew for every execution"
-        for source in _template_strings(stage.parameters):
+        for source in templates.template_strings(stage.parameters):
             if any(word in source for word in _NOT_REPEATABLE):
                 return f"stage '{stage.name}' reads CONTEXT, which changes from run to run"
     return None
-
-
-def _template_strings(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _template_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _template_strings(v)]
-    return [value] if templates.is_template(value) else []
 
 
 def read_collections(
