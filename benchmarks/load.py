@@ -706,7 +706,12 @@ def measure(plan: Plan, args: argparse.Namespace, pid: int | None, fig: dict[str
     elif args.profile and pid is not None:
         try:
             recordings = server_profile.start(
-                pid, args.profile, args.profile_rate, args.profile_gil, args.profile_idle
+                pid,
+                args.profile,
+                args.profile_rate,
+                args.profile_gil,
+                args.profile_idle,
+                args.profile_nonblocking,
             )
         except server_profile.ProfileError as exc:
             failures.append(f"--profile: {exc}")
@@ -801,6 +806,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--profile-idle", action="store_true", help="also record idle threads (PATH.idle.txt)"
+    )
+    parser.add_argument(
+        "--profile-nonblocking", action="store_true", help="py-spy --nonblocking: less overhead, less exact"
     )
     parser.add_argument("--tmp-dir", type=Path, help="where the server's temporary data directory goes")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")

@@ -1,7 +1,9 @@
 """py-spy recordings of a running server, and their summaries (used by ``benchmarks/load.py --profile``).
 
 ``start(pid, path, …)`` starts ``py-spy record --pid <pid>`` (``.venv/bin/py-spy``, else on PATH) in
-speedscope format (raw collapsed stacks when ``path`` ends in ``.txt``), optionally with a second
+speedscope format (raw collapsed stacks when ``path`` ends in ``.txt``; ``nonblocking``: without pausing
+the process at each sample, which costs a server with dozens of threads much of its speed), optionally
+with a second
 recording of the GIL holder only (``--gil --nonblocking``, ``path`` + ``.gil.txt``) and a third of
 every thread, idle ones too (``--idle --nonblocking``, ``path`` + ``.idle.txt``); ``stop`` ends them
 with SIGINT (py-spy then writes its file). ``summarize`` reads a file back: samples, samples per
@@ -59,12 +61,14 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start(pid: int, path: Path, rate: int = 100, gil: bool = False, idle: bool = False) -> list[Recording]:
+def start(
+    pid: int, path: Path, rate: int = 100, gil: bool = False, idle: bool = False, nonblocking: bool = False
+) -> list[Recording]:
     spy = binary()
     if spy is None:
         raise ProfileError("py-spy is not installed (pip install py-spy)")
     fmt = "raw" if path.suffix == ".txt" else "speedscope"
-    plans = [("active threads", path, ["--format", fmt])]
+    plans = [("active threads", path, ["--format", fmt, *(["--nonblocking"] if nonblocking else [])])]
     if gil:
         plans.append(("GIL holder", Path(f"{path}.gil.txt"), ["--format", "raw", "--gil", "--nonblocking"]))
     if idle:

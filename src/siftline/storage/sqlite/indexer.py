@@ -2,7 +2,7 @@
 
 Writes are acknowledged once durable in SQLite; they wait in each index's pending tail (searched
 exactly) until this thread builds them into a segment. It builds when a feature has at least the HNSW
-threshold of vectors and writes have paused for three seconds (so a bulk load is not slowed by building
+threshold of vectors and writes have paused for a second (so a bulk load is not slowed by building
 under it), or when the oldest pending vector has waited two minutes, or when tombstones pile up. ``build(force=True)``
 (``POST …/vector-index/build``) builds at once and drops every tombstone.
 """

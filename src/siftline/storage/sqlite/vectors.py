@@ -324,9 +324,10 @@ class VectorIndex:
             for i, s in enumerate(v.segments)
         )
 
-    def needs_build(self, *, force: bool = False, idle_s: float = 3.0, max_wait_s: float = 120.0) -> bool:
+    def needs_build(self, *, force: bool = False, idle_s: float = 1.0, max_wait_s: float = 120.0) -> bool:
         """Whether the builder should run now: writes paused for ``idle_s`` (a bulk load is not slowed by
-        building under it; a WAL checkpoint can hold writes back for a second or two), or the oldest
+        building under it; a pause of a WAL checkpoint may start a build early, which then shares the
+        cores with the rest of the load but blocks no write), or the oldest
         pending vector has waited ``max_wait_s`` under a steady trickle of writes, or tombstones piled up."""
         with self.lock:
             live = self._count
