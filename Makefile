@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 clean
+.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -70,6 +70,9 @@ bench-peers: setup ## Siftline vs LanceDB, PostgreSQL + pgvector and faiss on th
 
 bench-bm25: setup ## BM25 engines (FTS5, tantivy, Siftline's TextIndex, bm25s if installed): SciFact nDCG, latency, writes (ARGS="--docs 1000000")
 	$(BIN)/python benchmarks/bm25_engines.py $(ARGS)
+
+bench-scifact: setup ## SciFact over HTTP: hybrid p50 and BM25 nDCG@10 (corpus embeddings cached in ~/.cache/siftline-bench)
+	$(BIN)/python benchmarks/scifact_speed.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -130,6 +130,12 @@ class DocumentsMixin:
             ).fetchone()[0]
         )
 
+    def _known_seq(self, conn: sqlite3.Connection, collection_id: str, feature: Feature) -> int:
+        """The feature's number: known once read after a commit (a feature's number never changes), else
+        looked up or created in this write's transaction."""
+        seq = self._feature_seqs.get((collection_id, feature.name, feature.kind))
+        return seq if seq is not None else self._feature_seq(conn, collection_id, feature)
+
     def _drop_collection_data(self, conn: sqlite3.Connection, collection_id: str) -> None:
         rows = conn.execute(
             "SELECT seq, name, kind FROM features WHERE collection_id = ?", (collection_id,)
@@ -180,19 +186,23 @@ class DocumentsMixin:
                         rowid, next_rowid = next_rowid, next_rowid + 1
                     rowids.append(rowid)
                 at = _Rows(base if not existing else None, rowids)
+                version = self._bump(conn, cid)
                 self._insert_documents(conn, cid, at, writes, staged)
                 payload_index.note_multi_valued(
-                    conn, collection, staged.multi_valued, (w.payload for w in writes)
+                    conn,
+                    collection,
+                    staged.multi_valued,
+                    (w.payload for w in writes),
+                    changed_since=version != collection.write_version + 1,
                 )
-                seqs = [self._feature_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
+                seqs = [self._known_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
                 for seq, vectors in zip(seqs, staged.vectors, strict=True):
                     self._write_vectors(conn, seq, at, vectors)
-                text_seqs = [self._feature_seq(conn, cid, texts.feature) for texts in staged.texts]
+                text_seqs = [self._known_seq(conn, cid, texts.feature) for texts in staged.texts]
                 text_changes = [
                     self._write_texts(conn, seq, at, texts, writes, existing)
                     for seq, texts in zip(text_seqs, staged.texts, strict=True)
                 ]
-                version = self._bump(conn, cid)
                 self._begin_apply(cid, version)  # before the commit: see SearchMixin._wait_applied
             try:
                 for seq, change in zip(text_seqs, text_changes, strict=True):
@@ -263,7 +273,10 @@ class DocumentsMixin:
             missing = [(r,) for i, r in enumerate(at.rowids) if i not in have]
             conn.executemany(f"DELETE FROM vec_{seq} WHERE rowid = ?", missing)
         size = vectors.matrix.shape[1] * 4
-        conn.execute(f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
+        if seq not in self._indexes:  # a loaded index means its table exists
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS vec_{seq} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
+            )
         conn.execute(  # one statement: the rows are slices of one blob (see _insert_documents)
             f"INSERT OR REPLACE INTO vec_{seq}(rowid, vec) "
             f"SELECT {at.rowid_sql('j.value')}, substr(?, j.key * {size} + 1, {size}) FROM json_each(?) j",

@@ -116,13 +116,21 @@ def multi_valued_fields(collection: Collection, payloads: Iterable[dict[str, Any
 
 
 def note_multi_valued(
-    conn: sqlite3.Connection, collection: Collection, found: set[str], payloads: Iterable[dict[str, Any]] = ()
+    conn: sqlite3.Connection,
+    collection: Collection,
+    found: set[str],
+    payloads: Iterable[dict[str, Any]] = (),
+    *,
+    changed_since: bool = True,
 ) -> None:
     """Record indexed fields found holding a list or an object (see :func:`multi_valued_fields`); fields
-    indexed since ``collection`` was read are checked here, in the write's transaction, over ``payloads``."""
-    newer = declared_fields(conn, collection.collection_id) - {
-        p.field_name for p in collection.payload_indexes
-    }
+    indexed since ``collection`` was read are checked here, in the write's transaction, over ``payloads``
+    (``changed_since`` False: nothing was written to the collection since it was read, so there are none)."""
+    newer = (
+        declared_fields(conn, collection.collection_id) - {p.field_name for p in collection.payload_indexes}
+        if changed_since
+        else set()
+    )
     if newer:
         found = found | {f for payload in payloads for f in newer if holds_many(payload, f.split("."))}
     if found:
