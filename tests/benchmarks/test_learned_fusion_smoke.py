@@ -17,33 +17,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 SESSIONS, CLAIMS = 30, 40
-
-
-def tiny_beir(folder: Path) -> Path:
-    """A BEIR folder of 120 short abstracts and 40 judged claims (only when SciFact is absent)."""
-    topics = ["vitamin d", "bone density", "insulin", "t cells", "sleep", "statins"]
-    folder.mkdir()
-    with (folder / "corpus.jsonl").open("w") as fh:
-        for i in range(120):
-            topic = topics[i % len(topics)]
-            text = f"Study {i} of {topic} in {20 + i} adults: {topic} changes outcome marker{i}."
-            fh.write(json.dumps({"_id": str(i), "title": f"On {topic}", "text": text}) + "\n")
-    with (folder / "queries-train.jsonl").open("w") as fh:
-        for i in range(CLAIMS):
-            claim = f"{topics[i % len(topics)]} changes outcome marker{i} in adults"
-            fh.write(json.dumps({"_id": f"q{i}", "text": claim}) + "\n")
-    with (folder / "qrels-train.tsv").open("w") as fh:
-        fh.write("query-id\tcorpus-id\tscore\n")
-        fh.writelines(f"q{i}\t{i}\t1\n" for i in range(CLAIMS))
-    return folder
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(660)
-def test_learned_fusion_benchmark_small(tmp_path: Path) -> None:
-    scifact = SCIFACT if (SCIFACT / "corpus.jsonl").is_file() else tiny_beir(tmp_path / "beir")
+def test_learned_fusion_benchmark_small(tmp_path: Path, beir_folder: Path) -> None:
+    scifact = beir_folder
     out = tmp_path / "learned_fusion.json"
     benchmarks_md = ROOT / "docs" / "BENCHMARKS.md"
     before = benchmarks_md.read_text()

@@ -19,27 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 
 
-def tiny_beir(folder: Path) -> Path:
-    topics = ["vitamin d", "bone density", "insulin", "t cells", "sleep", "statins"]
-    folder.mkdir()
-    with (folder / "corpus.jsonl").open("w") as fh:
-        for i in range(60):
-            topic = topics[i % len(topics)]
-            fh.write(
-                json.dumps({"_id": str(i), "title": f"On {topic}", "text": f"Study {i} of {topic}."}) + "\n"
-            )
-    with (folder / "queries-train.jsonl").open("w") as fh, (folder / "qrels-train.tsv").open("w") as qrels:
-        qrels.write("query-id\tcorpus-id\tscore\n")
-        for i in range(30):
-            fh.write(json.dumps({"_id": str(i), "text": f"{topics[i % len(topics)]} study {i}"}) + "\n")
-            qrels.write(f"{i}\t{i}\t1\n")
-    return folder
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_scifact_speed_benchmark_small(tmp_path: Path) -> None:
-    scifact = SCIFACT if (SCIFACT / "qrels-train.tsv").is_file() else tiny_beir(tmp_path / "beir")
+def test_scifact_speed_benchmark_small(tmp_path: Path, beir_folder: Path) -> None:
+    scifact = beir_folder
     out = tmp_path / "scifact_speed.json"
     done = subprocess.run(
         [sys.executable, "benchmarks/scifact_speed.py", "--scifact", str(scifact), "--docs", "300",
@@ -49,7 +32,7 @@ def test_scifact_speed_benchmark_small(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     figures = json.loads(out.read_text())
-    assert figures["claims"] == 15 and figures["documents"] == (300 if scifact == SCIFACT else 60)
+    assert figures["claims"] == 15 and figures["documents"] == (300 if scifact == SCIFACT else 120)
     for method in ("BM25", "dense", "RRF hybrid"):
         m = figures["methods"][method]
         assert 0.0 <= m["ndcg@10"] <= 1.0 and 0 < m["p50"] <= m["p95"]
