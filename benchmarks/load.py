@@ -50,7 +50,10 @@ threads wait (locks, SQLite, the thread pool's queue). Each recording is summari
 frames by own and by cumulative samples, own samples per module (``benchmarks/server_profile.py``,
 which also summarises a saved recording on its own). py-spy needs to be allowed to ptrace
 the server (root, or kernel.yama.ptrace_scope 0); with ``--url`` pass ``--server-pid``. A profiled
-run's figures include py-spy's cost (its CPU is printed).
+run's figures are not the benchmark's: py-spy pauses the server at every sample to walk its ~50
+threads, and takes CPU of its own (printed). Measured at 10k documents, 50 clients x 20 s: 46-54
+requests/s unprofiled, 23 with ``--profile``, 40 with ``--profile --profile-nonblocking`` (py-spy reads
+the stacks without pausing; a few samples may be torn), 20 with all three recordings.
 
     python benchmarks/load.py                                   # 20k docs, 50 clients x 60 s (~2 min)
     python benchmarks/load.py --docs 2000 --clients 5 --seconds 3 --no-write --json out.json
@@ -577,6 +580,10 @@ def render(fig: dict[str, Any]) -> str:
         lines.append(f"| engine | siftline at {engine['commit']}{dirty} |")
     elif engine:
         lines.append(f"| engine | siftline from `{engine['package']}` (not a git checkout) |")
+    if fig.get("profiles"):
+        lines.append(
+            "| profiled | yes: py-spy slows the server (see the module docstring); not a benchmark figure |"
+        )
     if seeded:
         index = fig.get("index", {})
         lines.append(f"| seeding (before the load) | {seeded['docs']:,} docs in {seeded['seconds']:.1f} s "

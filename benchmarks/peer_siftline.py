@@ -115,6 +115,8 @@ class Siftline(System):
         feature = dense_status(indexed.status) or {}
         out: dict[str, Any] = {"seconds": round(indexed.seconds, 2), "method": indexed.method,
                                "dense_feature": feature}  # fmt: skip
+        if self.ctx.args.no_json_lists:
+            return out
         second = {**COLLECTION, "collection_name": "synthetic_json"}
         checked(self.http.post("/v1/collections", json=second))
         out["json_lists"] = self._post_all("synthetic_json", "json")

@@ -205,6 +205,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ef-search", type=int, help="SIFTLINE_HNSW_EF_SEARCH (default: the server's)")
     parser.add_argument("--hnsw-threshold", type=int, help="SIFTLINE_HNSW_THRESHOLD (default: the server's)")
     parser.add_argument("--poll-timeout", type=float, default=1800, help="s to wait for Siftline's index")
+    parser.add_argument(
+        "--no-json-lists",
+        action="store_true",
+        help="skip Siftline's second load with vectors as JSON number lists (shortens a 1M run by hand)",
+    )
     parser.add_argument("--tmp-dir", type=Path, help="where the temporary data directories go")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--no-write", action="store_true", help="do not write docs/BENCHMARKS.md")

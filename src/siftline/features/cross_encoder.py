@@ -147,6 +147,8 @@ class CrossEncoder:
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # pool threads spin during a call and stop when it returns (see embedder.py)
+        options.add_session_config_entry("session.force_spinning_stop", "1")
         options.enable_cpu_mem_arena = False  # batches of varying length: give memory back (see embedder.py)
         try:
             session = ort.InferenceSession(str(self.files.model), options, providers=["CPUExecutionProvider"])

@@ -74,6 +74,9 @@ class TextEmbedder:
             if self.threads:
                 options.intra_op_num_threads = self.threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # pool threads spin during a call (5.7 ms a claim against 7.1 without) and stop when it returns:
+            # left spinning, they took the cores from the rest of the request (a hybrid ran 2x slower)
+            options.add_session_config_entry("session.force_spinning_stop", "1")
             # Without the arena, memory returns after each batch of variable-length texts
             # (measured: 1.0 GB instead of 1.5 GB peak RSS at 32 texts of 256 tokens, same speed).
             options.enable_cpu_mem_arena = False
