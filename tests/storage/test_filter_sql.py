@@ -272,3 +272,30 @@ def test_an_indexed_equality_uses_the_partial_index_and_a_list_field_gets_no_hin
     exact = parse_filter({"AND": [{"field": "bucket", "operator": "in", "value": [7, 9]}]})
     assert index_hint(exact, ["bucket"], "")[2] is True
     assert index_hint(parse_filter({"field": "bucket", "value": 1}), ["bucket"], "")[2] is False  # true → 1
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"field": "a", "operator": "gte", "value": 0},
+        {"field": "a", "operator": "lt", "value": 2},
+        {"field": "a", "operator": "lte", "value": 1},
+        {"field": "a", "operator": "gt", "value": 0.5},
+        {"AND": [{"field": "a", "operator": "gt", "value": 1}, {"field": "a", "operator": "lt", "value": 3}]},
+        {
+            "AND": [
+                {"field": "a", "operator": "gte", "value": -5},
+                {"field": "a", "operator": "lt", "value": 0},
+            ]
+        },
+    ],
+)
+def test_exact_range_hints_tell_booleans_and_text_from_numbers(conn: sqlite3.Connection, flt: Any) -> None:
+    """JSON true/false are 1/0 to SQLite and text sorts above numbers: an exact range hint must still
+    select only what the evaluator does, on its own."""
+    values: list[Any] = [True, False, 0, 1, 2, 2.5, -1, "x", "", None]
+    full = _load(conn, [("c1", {"a": v}, {}) for v in values])
+    hint, params, exact = index_hint(parse_filter(flt), ["a"], "d")
+    assert exact
+    alone = {r[0] for r in conn.execute(f"SELECT document_id FROM documents d WHERE {hint}", params)}
+    assert alone == _py_ids(full, flt), (flt, hint)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
@@ -334,14 +334,15 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _hint(cond: Condition, prefix: str, folded: bool) -> tuple[Frag, bool] | None:
+def _hint(cond: Condition, prefix: str, folded: bool, bools: bool = True) -> tuple[Frag, bool] | None:
     """A condition an index can answer that keeps every document ``cond`` matches, and whether it keeps
     exactly those (on a single-valued field). ``folded``: the field also has a case-folded index.
 
     ``json_extract`` gives JSON numbers and strings as SQL integers, reals and text, which compare like
     the evaluator compares them (``7 = 7.0``; a number never equals text) — but JSON ``true`` and
     ``false`` come out as 1 and 0, so a number 0 or 1 stays a superset; a range on a number is exact
-    with the evaluator's own type test beside it (text sorts above every number in SQLite)."""
+    with ``< ''`` beside a lower bound (text sorts above every number in SQLite), and with the
+    evaluator's type test when the field's ranges let 0 or 1 through (``bools``)."""
     value = cond.value
     scalars = value if isinstance(value, tuple) else (value,)
     if not scalars or cond.op not in ("eq", "in", *_ORDER_SQL):
@@ -363,7 +364,7 @@ def _hint(cond: Condition, prefix: str, folded: bool) -> tuple[Frag, bool] | Non
             keys = tuple(v.casefold() for v in strings)
             return Frag(f"{fold} IN ({','.join('?' * len(keys))})", keys), True
         return Frag(f"{expr} IN ({','.join('?' * len(strings))})", tuple(strings)), True
-    exact = not any(v in (0, 1) for v in scalars)
+    exact = not any(v in (0, 1) for v in scalars)  # true and false are 1 and 0 to SQLite
     if cond.op == "eq":
         return q(f"{expr} = {{}}", scalars[0]), exact
     if cond.op == "in":
@@ -372,8 +373,30 @@ def _hint(cond: Condition, prefix: str, folded: bool) -> tuple[Frag, bool] | Non
     column, path = located if located is not None else ("", None)
     if path is None:
         return None
-    typed = f"json_type({column}, '{path.replace(chr(39), chr(39) * 2)}') IN ('integer', 'real')"
-    return q(f"{expr} {_ORDER_SQL[cond.op]} {{}} AND {typed}", scalars[0]), _number(scalars[0])
+    bound = scalars[0]
+    if not _number(bound):
+        return None
+    terms = [f"{expr} {_ORDER_SQL[cond.op]} ?"]
+    if cond.op in ("gt", "gte"):  # text sorts above every number in SQLite and '' below every text
+        terms.append(f"{expr} < ''")
+    if bools:  # JSON true and false come out as 1 and 0: only the type tells them from numbers
+        terms.append(f"json_type({column}, '{path.replace(chr(39), chr(39) * 2)}') IN ('integer', 'real')")
+    return Frag(" AND ".join(terms), (bound,)), True
+
+
+def _range_reaches_bools(items: Sequence[Node], field: str) -> bool:
+    """Whether the number ranges AND-ed on ``field`` let 0 or 1 through (the values JSON booleans take in
+    SQLite), so a range hint on it needs the type test beside it."""
+    ranges = [
+        (c.op, float(c.value))  # type: ignore[arg-type]  # _number checked it
+        for c in items
+        if isinstance(c, Condition) and c.field == field and c.op in _ORDER_SQL and _number(c.value)
+    ]
+
+    def passes(x: float) -> bool:
+        return all({"gt": x > v, "gte": x >= v, "lt": x < v, "lte": x <= v}[op] for op, v in ranges)
+
+    return passes(0.0) or passes(1.0)
 
 
 def index_hint(
@@ -396,7 +419,7 @@ def index_hint(
     hints, exact = [], bool(items)
     for item in items:
         found = (
-            _hint(item, prefix, item.field in with_fold)
+            _hint(item, prefix, item.field in with_fold, _range_reaches_bools(items, item.field))
             if isinstance(item, Condition) and item.field in usable
             else None
         )
