@@ -8,7 +8,7 @@ they are read a line at a time and written in chunks, so their memory stays boun
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -96,7 +96,12 @@ async def _lines(request: Request) -> AsyncIterator[tuple[int, bytes]]:
         yield number + 1, pending
 
 
-async def write_ndjson(request: Request, write: Callable[[list[Any]], list[str]], chunk: int) -> list[str]:
+async def write_ndjson(
+    request: Request,
+    write: Callable[[list[Any]], list[str]],
+    chunk: int,
+    run: Callable[..., Awaitable[list[str]]] = run_in_threadpool,
+) -> list[str]:
     """Parse one document per line and ``write`` them ``chunk`` at a time (each chunk one transaction).
 
     A bad line or a refused chunk stops the upload with its error; the chunks before it stay written,
@@ -110,7 +115,7 @@ async def write_ndjson(request: Request, write: Callable[[list[Any]], list[str]]
     async def flush() -> None:
         nonlocal docs
         try:
-            written.extend(await run_in_threadpool(write, docs))
+            written.extend(await run(write, docs))
         except SiftlineError as exc:
             raise _partial(exc, len(written), first_line) from None
         docs = []
