@@ -745,7 +745,10 @@ def measure(plan: Plan, args: argparse.Namespace, pid: int | None, fig: dict[str
     for r in recordings:
         if r.path.exists():
             summary = server_profile.summarize(r.path, args.profile_rate, seconds)
-            fig["profiles"].append({"recording": r.name, "pyspy_cpu_s": round(r.cpu_s, 2), **summary})
+            behind = r.log.read_text(errors="replace").count("behind in sampling") if r.log.exists() else 0
+            fig["profiles"].append(
+                {"recording": r.name, "pyspy_cpu_s": round(r.cpu_s, 2), "fell_behind": behind, **summary}
+            )
     return tally
 
 

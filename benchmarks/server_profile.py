@@ -203,6 +203,8 @@ def render(summary: dict[str, Any], title: str) -> str:
         head += f", {per_tick:.2f} per sampling tick"
     if summary.get("pyspy_cpu_s") is not None:
         head += f"; py-spy's own CPU {summary['pyspy_cpu_s']:.1f} s"
+    if summary.get("fell_behind"):
+        head += f"; py-spy fell behind its rate {summary['fell_behind']} times (a lower --profile-rate samples evenly)"
     lines = [head, "", "| # | by own samples | % | by cumulative samples | % |", "|---|---|---|---|---|"]
     for i, (a, b) in enumerate(zip(summary["own"], summary["cumulative"], strict=False), 1):
         lines.append(f"| {i} | `{a['frame']}` | {a['pct']} | `{b['frame']}` | {b['pct']} |")
