@@ -32,6 +32,8 @@ async def writing(call: Callable[..., T], *args: Any) -> T:
     if _writers is None:
         _writers = anyio.CapacityLimiter(WRITERS)
     return await to_thread.run_sync(call, *args, limiter=_writers)
+
+
 _DOC_EXAMPLE = {
     "document_id": "doc_paper_1",
     "title": "Vitamin D and bone density",

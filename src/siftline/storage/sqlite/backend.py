@@ -57,6 +57,7 @@ class SQLiteStorage(
         self._rowid_sets = RowidSets()
         self._applying: dict[str, int] = {}
         self._applied = threading.Condition()
+        self._apply_lock = threading.Lock()
         self._record_writer = RecordWriter(self._write_record_rows)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -85,7 +86,9 @@ class CatalogMixin:
     _bump: Callable[[sqlite3.Connection, str], int]
     _advance_indexes: Callable[[Collection, int], None]
     _begin_apply: Callable[[str, int], None]
-    _end_apply: Callable[[str], None]
+    _end_apply: Callable[[str, int], None]
+    _forget_apply: Callable[[str, int], None]
+    _apply_lock: threading.Lock
     _record_writer: RecordWriter
 
     # -- keys ---------------------------------------------------------------------------------
@@ -275,33 +278,39 @@ class CatalogMixin:
 
     def update_collection(self, collection: Collection) -> None:
         with self.db.write_lock:  # the in-memory indexes follow the version bump in commit order
-            with self.db.write() as conn:
-                clash = conn.execute(
-                    "SELECT 1 FROM collections WHERE namespace_id = ? AND collection_name = ? AND collection_id != ?",
-                    (collection.namespace_id, collection.collection_name, collection.collection_id),
-                ).fetchone()
-                if clash:
-                    raise AlreadyExistsError(
-                        f"A collection named '{collection.collection_name}' already exists in this namespace."
+            version = -1
+            try:
+                with self.db.write() as conn:
+                    clash = conn.execute(
+                        "SELECT 1 FROM collections WHERE namespace_id = ? AND collection_name = ? AND collection_id != ?",
+                        (collection.namespace_id, collection.collection_name, collection.collection_id),
+                    ).fetchone()
+                    if clash:
+                        raise AlreadyExistsError(
+                            f"A collection named '{collection.collection_name}' already exists in this namespace."
+                        )
+                    conn.execute(
+                        "UPDATE collections SET collection_name = ?, description = ?, config = ?, updated_at = ? "
+                        "WHERE collection_id = ?",
+                        (
+                            collection.collection_name,
+                            collection.description,
+                            collection_config(collection),
+                            iso(collection.updated_at),
+                            collection.collection_id,
+                        ),
                     )
-                conn.execute(
-                    "UPDATE collections SET collection_name = ?, description = ?, config = ?, updated_at = ? "
-                    "WHERE collection_id = ?",
-                    (
-                        collection.collection_name,
-                        collection.description,
-                        collection_config(collection),
-                        iso(collection.updated_at),
-                        collection.collection_id,
-                    ),
-                )
-                payload_index.sync_indexes(conn, collection)
-                version = self._bump(conn, collection.collection_id)  # cached results of it are stale now
-                self._begin_apply(collection.collection_id, version)
+                    payload_index.sync_indexes(conn, collection)
+                    version = self._bump(conn, collection.collection_id)  # cached results of it are stale now
+                    self._begin_apply(collection.collection_id, version)
+            except BaseException:  # the commit failed: nothing to wait for
+                self._forget_apply(collection.collection_id, version)
+                raise
+            self._apply_lock.acquire()  # see DocumentsMixin._begin_apply
             try:
                 self._advance_indexes(collection, version)
             finally:
-                self._end_apply(collection.collection_id)
+                self._end_apply(collection.collection_id, version)
 
     def delete_collection(self, collection: Collection) -> bool:
         with self.db.write() as conn:

@@ -107,6 +107,7 @@ class DocumentsMixin:
     _text_index: Callable[[Collection, Feature], TextIndex | None]
     _applying: dict[str, int]  # collection id -> the version whose in-memory index updates are under way
     _applied: threading.Condition
+    _apply_lock: threading.Lock  # the in-memory index updates of writes, one at a time in commit order
 
     # -- feature tables -----------------------------------------------------------------------
 
@@ -162,71 +163,88 @@ class DocumentsMixin:
             return
         cid = collection.collection_id
         staged = stage(collection, writes)  # outside the lock (see staging.py)
-        with self.db.write_lock:
+        with self.db.write_lock:  # the SQL; then, in commit order, the in-memory indexes (_begin_apply)
             for feature in collection.features:  # loaded and current before the write, in step after
                 if feature.kind == "bm25":
                     self._text_index(collection, feature)
                 else:
                     self._index(collection, feature)
-            with self.db.write() as conn:
-                existing = self._rowids(conn, cid, [w.document_id for w in writes])
-                if existing and not replace:
-                    taken = sorted(existing)[:5]
-                    raise AlreadyExistsError(
-                        f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
-                        f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
-                        {"document_ids": taken},
-                    )
-                base = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
-                rowids: list[int] = []
-                next_rowid = base
-                for w in writes:
-                    rowid = existing.get(w.document_id)
-                    if rowid is None:
-                        rowid, next_rowid = next_rowid, next_rowid + 1
-                    rowids.append(rowid)
-                at = _Rows(base if not existing else None, rowids)
-                version = self._bump(conn, cid)
-                self._insert_documents(conn, cid, at, writes, staged)
-                payload_index.note_multi_valued(
-                    conn,
-                    collection,
-                    staged.multi_valued,
-                    (w.payload for w in writes),
-                    changed_since=version != collection.write_version + 1,
-                )
-                seqs = [self._known_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
-                for seq, vectors in zip(seqs, staged.vectors, strict=True):
-                    self._write_vectors(conn, seq, at, vectors)
-                text_seqs = [self._known_seq(conn, cid, texts.feature) for texts in staged.texts]
-                text_changes = [
-                    self._write_texts(conn, seq, at, texts, writes, existing)
-                    for seq, texts in zip(text_seqs, staged.texts, strict=True)
-                ]
-                self._begin_apply(cid, version)  # before the commit: see SearchMixin._wait_applied
+            version = -1
             try:
-                for seq, change in zip(text_seqs, text_changes, strict=True):
-                    self._apply_text(seq, version, *change)
-                for seq, vectors in zip(seqs, staged.vectors, strict=True):
-                    index = self._indexes.get(seq)
-                    if index is not None and index.version == version - 1:
-                        have = [rowids[p] for p in vectors.positions]
-                        index.remove(sorted(set(existing.values()) - set(have)))
-                        index.upsert(have, [writes[p].document_id for p in vectors.positions], vectors.matrix)
-                        index.version = version
-            finally:
-                self._end_apply(cid)
-            self._indexer.poke()
+                with self.db.write() as conn:
+                    existing = self._rowids(conn, cid, [w.document_id for w in writes])
+                    if existing and not replace:
+                        taken = sorted(existing)[:5]
+                        raise AlreadyExistsError(
+                            f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
+                            f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
+                            {"document_ids": taken},
+                        )
+                    base = conn.execute("SELECT coalesce(max(rowid), 0) + 1 FROM documents").fetchone()[0]
+                    rowids: list[int] = []
+                    next_rowid = base
+                    for w in writes:
+                        rowid = existing.get(w.document_id)
+                        if rowid is None:
+                            rowid, next_rowid = next_rowid, next_rowid + 1
+                        rowids.append(rowid)
+                    at = _Rows(base if not existing else None, rowids)
+                    version = self._bump(conn, cid)
+                    self._insert_documents(conn, cid, at, writes, staged)
+                    payload_index.note_multi_valued(
+                        conn,
+                        collection,
+                        staged.multi_valued,
+                        (w.payload for w in writes),
+                        changed_since=version != collection.write_version + 1,
+                    )
+                    seqs = [self._known_seq(conn, cid, vectors.feature) for vectors in staged.vectors]
+                    for seq, vectors in zip(seqs, staged.vectors, strict=True):
+                        self._write_vectors(conn, seq, at, vectors)
+                    text_seqs = [self._known_seq(conn, cid, texts.feature) for texts in staged.texts]
+                    text_changes = [
+                        self._write_texts(conn, seq, at, texts, writes, existing)
+                        for seq, texts in zip(text_seqs, staged.texts, strict=True)
+                    ]
+                    self._begin_apply(cid, version)  # before the commit: see SearchMixin._caught_up
+            except BaseException:  # the commit failed: nothing to wait for
+                self._forget_apply(cid, version)
+                raise
+            self._apply_lock.acquire()  # in commit order: taken before the write lock is let go
+        try:
+            for seq, change in zip(text_seqs, text_changes, strict=True):
+                self._apply_text(seq, version, *change)
+            for seq, vectors in zip(seqs, staged.vectors, strict=True):
+                index = self._indexes.get(seq)
+                if index is not None and index.version == version - 1:
+                    have = [rowids[p] for p in vectors.positions]
+                    index.remove(sorted(set(existing.values()) - set(have)))
+                    index.upsert(have, [writes[p].document_id for p in vectors.positions], vectors.matrix)
+                    index.version = version
+        finally:
+            self._end_apply(cid, version)
+        self._indexer.poke()
 
     def _begin_apply(self, collection_id: str, version: int) -> None:
         """Say that ``version`` of the collection is committing and its in-memory indexes will follow: a
-        search that reads that version meanwhile waits for them (instead of reloading an index)."""
+        search that reads that version meanwhile waits for them (instead of reloading an index).
+
+        The updates run under ``_apply_lock``, taken before the write lock is let go and released by
+        :meth:`_end_apply`: so they apply in commit order, while the next write's SQL already runs (under
+        load, a write's SQL and its index updates each held the write lock about as long)."""
         with self._applied:
             self._applying[collection_id] = version
 
-    def _end_apply(self, collection_id: str) -> None:
+    def _end_apply(self, collection_id: str, version: int) -> None:
+        self._forget_apply(collection_id, version)
+        self._apply_lock.release()
+
+    def _forget_apply(self, collection_id: str, version: int) -> None:
+        """``version``'s in-memory updates are done (or its commit failed). A later version of the same
+        collection may have committed meanwhile (its SQL runs beside this one's updates): that one stays."""
         with self._applied:
-            self._applying.pop(collection_id, None)
+            if self._applying.get(collection_id) == version:
+                del self._applying[collection_id]
             self._applied.notify_all()
 
     def _insert_documents(
@@ -362,33 +380,41 @@ class DocumentsMixin:
     def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
         cid = collection.collection_id
         with self.db.write_lock:
-            with self.db.write() as conn:
-                rowids = list(self._rowids(conn, cid, document_ids).values())
-                if not rowids:
-                    return 0
-                dense = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "dense"]
-                bm25 = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "bm25"]
-                removed = [bm25_rows.old_terms(conn, seq, rowids) for seq in bm25]
-                for chunk in _chunks(rowids):
-                    marks = ",".join("?" * len(chunk))
-                    conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
-                    for seq in dense:
-                        conn.execute(f"DELETE FROM vec_{seq} WHERE rowid IN ({marks})", list(chunk))
-                for seq in bm25:
-                    bm25_rows.delete_rows(conn, seq, rowids)
-                version = self._bump(conn, cid)
-                self._begin_apply(cid, version)
+            version = -1
             try:
-                for seq, (gone, terms) in zip(bm25, removed, strict=True):
-                    self._apply_text(seq, version, gone, terms, None, {})
-                for seq in dense:
-                    index = self._indexes.get(seq)
-                    if index is not None and index.version == version - 1:
-                        index.remove(rowids)
-                        index.version = version
-            finally:
-                self._end_apply(cid)
-            self._indexer.poke()
+                with self.db.write() as conn:
+                    rowids = list(self._rowids(conn, cid, document_ids).values())
+                    if not rowids:
+                        return 0
+                    dense = [
+                        self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "dense"
+                    ]
+                    bm25 = [self._feature_seq(conn, cid, f) for f in collection.features if f.kind == "bm25"]
+                    removed = [bm25_rows.old_terms(conn, seq, rowids) for seq in bm25]
+                    for chunk in _chunks(rowids):
+                        marks = ",".join("?" * len(chunk))
+                        conn.execute(f"DELETE FROM documents WHERE rowid IN ({marks})", list(chunk))
+                        for seq in dense:
+                            conn.execute(f"DELETE FROM vec_{seq} WHERE rowid IN ({marks})", list(chunk))
+                    for seq in bm25:
+                        bm25_rows.delete_rows(conn, seq, rowids)
+                    version = self._bump(conn, cid)
+                    self._begin_apply(cid, version)
+            except BaseException:  # the commit failed: nothing to wait for
+                self._forget_apply(cid, version)
+                raise
+            self._apply_lock.acquire()  # see _begin_apply
+        try:
+            for seq, (gone, terms) in zip(bm25, removed, strict=True):
+                self._apply_text(seq, version, gone, terms, None, {})
+            for seq in dense:
+                index = self._indexes.get(seq)
+                if index is not None and index.version == version - 1:
+                    index.remove(rowids)
+                    index.version = version
+        finally:
+            self._end_apply(cid, version)
+        self._indexer.poke()
         return len(rowids)
 
     # -- reads --------------------------------------------------------------------------------
