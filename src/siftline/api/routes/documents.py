@@ -19,7 +19,7 @@ router = APIRouter(
 )
 
 NDJSON_CHUNK = 5000  # documents per transaction of a streamed upload
-WRITERS = 2  # document writes working at once (they take turns on SQLite's one writer anyway)
+WRITERS = 16  # document writes in flight at once: small ones queue in the storage and are committed together
 T = TypeVar("T")
 _writers: anyio.CapacityLimiter | None = None
 

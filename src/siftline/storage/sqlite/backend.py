@@ -22,6 +22,7 @@ from siftline.storage.sqlite.records import RecordsMixin
 from siftline.storage.sqlite.retrievers import RetrieversMixin
 from siftline.storage.sqlite.search import SearchMixin
 from siftline.storage.sqlite.vectors import VectorIndex
+from siftline.storage.sqlite.write_combiner import WriteCombiner
 
 
 class SQLiteStorage(
@@ -58,6 +59,7 @@ class SQLiteStorage(
         self._applying: dict[str, int] = {}
         self._applied = threading.Condition()
         self._apply_lock = threading.Lock()
+        self._combiner = WriteCombiner(self._put)
         self._record_writer = RecordWriter(self._write_record_rows)
 
     def close(self) -> None:

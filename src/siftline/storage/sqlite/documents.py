@@ -32,6 +32,7 @@ from siftline.storage.sqlite.filter_sql import json_path
 from siftline.storage.sqlite.indexer import Indexer
 from siftline.storage.sqlite.staging import Staged, StagedTexts, StagedVectors, stage
 from siftline.storage.sqlite.vectors import VectorIndex
+from siftline.storage.sqlite.write_combiner import Conflict, WriteCombiner
 
 _CHUNK = 500
 
@@ -108,6 +109,7 @@ class DocumentsMixin:
     _applying: dict[str, int]  # collection id -> the version whose in-memory index updates are under way
     _applied: threading.Condition
     _apply_lock: threading.Lock  # the in-memory index updates of writes, one at a time in commit order
+    _combiner: WriteCombiner
 
     # -- feature tables -----------------------------------------------------------------------
 
@@ -159,8 +161,14 @@ class DocumentsMixin:
     def put_documents(
         self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool
     ) -> None:
-        if not writes:
-            return
+        if writes:
+            self._combiner.write(collection, writes, replace)  # small ones are committed together
+
+    def _put(
+        self, collection: Collection, writes: Sequence[DocumentWrite], replace: bool, must_be_new: set[str]
+    ) -> None:
+        """One transaction writing ``writes``; ``must_be_new``: ids that may not exist yet (the combiner's
+        creates, checked here so that nothing can slip in between)."""
         cid = collection.collection_id
         staged = stage(collection, writes)  # outside the lock (see staging.py)
         with self.db.write_lock:  # the SQL; then, in commit order, the in-memory indexes (_begin_apply)
@@ -173,6 +181,8 @@ class DocumentsMixin:
             try:
                 with self.db.write() as conn:
                     existing = self._rowids(conn, cid, [w.document_id for w in writes])
+                    if must_be_new and (clash := must_be_new & existing.keys()):
+                        raise Conflict(clash)
                     if existing and not replace:
                         taken = sorted(existing)[:5]
                         raise AlreadyExistsError(
