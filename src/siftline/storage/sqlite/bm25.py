@@ -12,11 +12,12 @@ postings are a few sorted runs. Readers take the current :class:`State` (immutab
 need no lock; a writer publishes a new one.
 
 Search (exact, the formula of :mod:`siftline.storage.text`): the query's terms are ordered by an upper
-bound of their contribution (idf at the term's largest count and shortest document). The documents of
-the leading ("essential") terms are candidates and get their full score by binary search in every
-term's postings; the k-th best candidate score is a threshold, and when the remaining terms' bounds
-add up to less than it, no other document can enter the top k (MaxScore), so the rare terms decide the
-work and a common term costs a few lookups.
+bound of their contribution (idf at the term's largest count and shortest document). Term by term, in
+that order, their postings' contributions are added to the candidates' partial scores; the k-th best
+partial score is a lower bound of the k-th best final score, so once the bounds of the terms left add
+up to less than it, no document outside the candidates can enter the top k (MaxScore). Then only the
+candidates that can still get there are finished, by binary search in the remaining terms' postings:
+the rare terms decide the work, and a common term costs a few lookups.
 """
 
 from __future__ import annotations
@@ -304,12 +305,3 @@ class TextIndex:
             key=lambda pair: (-pair[1], pair[0]),
         )
         return ranked[:top_k]
-
-    def stats(self) -> dict[str, Any]:
-        s = self.state
-        return {
-            "documents": s.count,
-            "terms": len(self.vocab),
-            "segments": len(s.segments),
-            "postings": sum(seg.size for seg in s.segments),
-        }
