@@ -305,3 +305,13 @@ class TextIndex:
             key=lambda pair: (-pair[1], pair[0]),
         )
         return ranked[:top_k]
+
+    def stats(self) -> dict[str, Any]:
+        """Size figures of the index (documents, terms, segments, postings)."""
+        s = self.state
+        return {
+            "documents": s.count,
+            "terms": len(self.vocab),
+            "segments": len(s.segments),
+            "postings": sum(seg.size for seg in s.segments),
+        }
