@@ -4,7 +4,7 @@ optimizer changes nothing but the time.
 Runs ``benchmarks/cache_optimizer.py --docs 3000 --queries 20 --claims 20 --scifact-docs 300
 --hnsw-threshold 2000 --no-write --ignore-targets --json …`` as a subprocess against a real server
 (the speed targets are the full run's business, not this test's). SciFact comes from
-``../shared/data/scifact`` when present, else from a tiny BEIR folder written here. About a minute on
+``../shared/data/scifact`` when present, else from the tiny BEIR folder of ``conftest.py``. About a minute on
 2 cores.
 """
 
@@ -18,30 +18,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 CLAIMS, QUERIES = 20, 20
-
-
-def tiny_beir(folder: Path) -> Path:
-    """A BEIR folder of 60 short abstracts and 30 distinct claims (only when SciFact is absent)."""
-    topics = ["vitamin d", "bone density", "insulin", "t cells", "sleep", "statins"]
-    folder.mkdir()
-    with (folder / "corpus.jsonl").open("w") as fh:
-        for i in range(60):
-            topic = topics[i % len(topics)]
-            text = f"Study {i} of {topic} in {20 + i} adults: {topic} changes outcome {i % 7}."
-            fh.write(json.dumps({"_id": str(i), "title": f"On {topic}", "text": text}) + "\n")
-    with (folder / "queries-train.jsonl").open("w") as fh:
-        for i in range(30):
-            claim = f"{topics[i % len(topics)]} affects outcome {i} in adults"
-            fh.write(json.dumps({"_id": str(i), "text": claim}) + "\n")
-    return folder
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(660)
-def test_cache_optimizer_benchmark_small(tmp_path: Path) -> None:
-    scifact = SCIFACT if (SCIFACT / "corpus.jsonl").is_file() else tiny_beir(tmp_path / "beir")
+def test_cache_optimizer_benchmark_small(tmp_path: Path, beir_folder: Path) -> None:
+    scifact = beir_folder
     out = tmp_path / "cache_optimizer.json"
     done = subprocess.run(
         [sys.executable, "benchmarks/cache_optimizer.py", "--docs", "3000", "--queries", str(QUERIES),

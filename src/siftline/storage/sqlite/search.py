@@ -38,12 +38,17 @@ class SearchMixin:
 
     _feature_seq_read: Callable[[sqlite3.Connection, str, Feature], int]  # from the documents half
 
-    def _index(self, collection: Collection, feature: Feature) -> VectorIndex | None:
-        """The in-memory index of a dense feature, (re)loaded when the database moved past it."""
+    def _seq(self, collection: Collection, feature: Feature) -> int:
+        """The feature's number (-1: none yet); a read transaction only for the first lookup."""
         seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
-        if seq is None:  # a read transaction only for the first lookup; searches reuse the number
+        if seq is None:
             with self.db.read() as conn:
                 seq = self._feature_seq_read(conn, collection.collection_id, feature)
+        return seq
+
+    def _index(self, collection: Collection, feature: Feature) -> VectorIndex | None:
+        """The in-memory index of a dense feature, (re)loaded when the database moved past it."""
+        seq = self._seq(collection, feature)
         if seq < 0:
             return None
         index = self._indexes.get(seq)
@@ -175,10 +180,7 @@ class SearchMixin:
 
     def _text_index(self, collection: Collection, feature: Feature) -> TextIndex | None:
         """The in-memory BM25 index of a text feature, (re)built from its rows when the database moved past it."""
-        seq = self._feature_seqs.get((collection.collection_id, feature.name, feature.kind))
-        if seq is None:
-            with self.db.read() as conn:
-                seq = self._feature_seq_read(conn, collection.collection_id, feature)
+        seq = self._seq(collection, feature)
         if seq < 0:
             return None
         index = self._text_indexes.get(seq)
