@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siftline import __version__
 from siftline.api.bodies import BodyLimit
+from siftline.api.hot import HotPaths
 from siftline.api.routes import (
     collections,
     documents,
@@ -126,6 +127,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     install_error_handlers(app)
 
+    app.add_middleware(HotPaths)  # inside BodyLimit: the size limit applies to it too
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
 
     for module in (

@@ -108,8 +108,7 @@ class CatalogMixin:
             )
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        with self.db.read() as conn:
-            row = conn.execute(f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+        row = self.db.row(f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,))
         return _key(row) if row else None
 
     def list_keys(self) -> list[ApiKey]:
@@ -163,12 +162,11 @@ class CatalogMixin:
             )
 
     def get_namespace(self, id_or_name: str) -> Namespace | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                f"SELECT {_NS_COLS} FROM namespaces WHERE namespace_id = ? OR namespace_name = ? "
-                "ORDER BY namespace_id = ? DESC LIMIT 1",
-                (id_or_name, id_or_name, id_or_name),
-            ).fetchone()
+        row = self.db.row(
+            f"SELECT {_NS_COLS} FROM namespaces WHERE namespace_id = ? OR namespace_name = ? "
+            "ORDER BY namespace_id = ? DESC LIMIT 1",
+            (id_or_name, id_or_name, id_or_name),
+        )
         return _namespace(row) if row else None
 
     def list_namespaces(
@@ -257,12 +255,11 @@ class CatalogMixin:
             payload_index.sync_indexes(conn, collection)
 
     def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None:
-        with self.db.read() as conn:
-            row = conn.execute(
-                f"SELECT {_COL_COLS} FROM collections WHERE namespace_id = ? "
-                "AND (collection_id = ? OR collection_name = ?) ORDER BY collection_id = ? DESC LIMIT 1",
-                (namespace_id, id_or_name, id_or_name, id_or_name),
-            ).fetchone()
+        row = self.db.row(
+            f"SELECT {_COL_COLS} FROM collections WHERE namespace_id = ? "
+            "AND (collection_id = ? OR collection_name = ?) ORDER BY collection_id = ? DESC LIMIT 1",
+            (namespace_id, id_or_name, id_or_name, id_or_name),
+        )
         return _collection(row) if row else None
 
     def list_collections(self, namespace_id: str, limit: int, offset: int) -> tuple[list[Collection], int]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from siftline.errors import StorageError
 from siftline.storage.sqlite import bm25_rows
@@ -280,6 +281,20 @@ class Database:
         finally:
             if conn.in_transaction:
                 conn.execute("COMMIT")
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one statement, on this thread's read connection. A single statement reads one
+        snapshot on its own: no BEGIN and COMMIT around it (two calls fewer on every request's key,
+        namespace, collection and documents lookups)."""
+        try:
+            return self.reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"Database read failed: {exc}") from exc
+
+    def row(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one statement (see :meth:`rows`), or None."""
+        found = self.rows(sql, params)
+        return found[0] if found else None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

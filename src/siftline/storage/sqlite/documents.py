@@ -431,13 +431,14 @@ class DocumentsMixin:
 
     def _documents_from_rows(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | None,  # needed only with vectors
         collection: Collection,
         rows: list[tuple[Any, ...]],
         with_vectors: bool,
     ) -> list[Document]:
         docs = [Document(doc_id, collection.collection_id, _loads(p), _loads(i)) for _, doc_id, p, i in rows]
         if with_vectors and rows:
+            assert conn is not None
             by_rowid = {row[0]: doc for row, doc in zip(rows, docs, strict=True)}
             for doc in docs:
                 doc.vectors = {}
@@ -467,17 +468,19 @@ class DocumentsMixin:
     def get_documents(
         self, collection: Collection, document_ids: Sequence[str], *, with_vectors: bool = False
     ) -> list[Document]:
-        rows: list[tuple[Any, ...]] = []
-        with self.db.read() as conn:
-            for chunk in _chunks(list(document_ids)):
-                rows += conn.execute(
-                    f"SELECT rowid, document_id, payload, internal FROM documents WHERE collection_id = ? "
-                    f"AND document_id IN ({','.join('?' * len(chunk))})",
-                    [collection.collection_id, *chunk],
-                ).fetchall()
-            docs = self._documents_from_rows(conn, collection, rows, with_vectors)
+        sql = "SELECT rowid, document_id, payload, internal FROM documents WHERE collection_id = ? AND document_id IN ({})"
+        cid, ids = collection.collection_id, list(document_ids)
+        if len(ids) <= _CHUNK and not with_vectors:  # one statement reads one snapshot: no BEGIN, COMMIT
+            rows = self.db.rows(sql.format(",".join("?" * len(ids))), [cid, *ids])
+            docs = self._documents_from_rows(None, collection, rows, False)
+        else:
+            with self.db.read() as conn:
+                rows = []
+                for chunk in _chunks(ids):
+                    rows += conn.execute(sql.format(",".join("?" * len(chunk))), [cid, *chunk]).fetchall()
+                docs = self._documents_from_rows(conn, collection, rows, with_vectors)
         by_id = {d.document_id: d for d in docs}
-        return [by_id[i] for i in document_ids if i in by_id]
+        return [by_id[i] for i in ids if i in by_id]
 
     def list_documents(
         self,
