@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siftline.errors import ValidationError
-from siftline.pipeline.filters import (
+from siftline.filters import (
     MISSING,
     And,
     Condition,

@@ -16,9 +16,9 @@ import pytest
 
 from siftline.credits import TABLE, cost_of, credits_table
 from siftline.features.embedder import TextEmbedder
+from siftline.filters import parse_filter
 from siftline.models import Collection, Feature, PayloadIndex
 from siftline.pipeline.context import Budget, ExecutionContext
-from siftline.pipeline.filters import parse_filter
 from siftline.pipeline.plan import build_plan
 from siftline.pipeline.runner import CREDITS_EXCEEDED, TIME_EXCEEDED, RunResult, run_plan
 from siftline.storage.sqlite.backend import SQLiteStorage

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from siftline.pipeline.filters import parse_filter
+from siftline.filters import parse_filter
 from siftline.storage import text
 from siftline.storage.base import Storage
 from siftline.storage.sqlite.backend import SQLiteStorage

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siftline.errors import ValidationError
-from siftline.pipeline.filters import evaluate, parse_filter
+from siftline.filters import evaluate, parse_filter
 from siftline.storage.sqlite.filter_sql import (
     compile_filter,
     index_expression,

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from siftline.filters import Node
 from siftline.models import Collection
-from siftline.pipeline.filters import Node
 from siftline.pipeline.parallel import Once
 from siftline.storage.base import DocumentStore, FusionStore, SearchIndex
 

@@ -39,7 +39,7 @@ import pydantic
 
 import siftline.pipeline.templates as templates
 from siftline.errors import ValidationError
-from siftline.pipeline.filters import fields_of, parse_filter
+from siftline.filters import fields_of, parse_filter
 from siftline.pipeline.plan import Plan, PlannedStage
 from siftline.pipeline.stages.attribute_filter import AttributeFilterParams
 

@@ -19,8 +19,8 @@ import pydantic
 
 import siftline.pipeline.templates as templates
 from siftline.errors import ValidationError
+from siftline.filters import parse_filter
 from siftline.models import Collection
-from siftline.pipeline.filters import parse_filter
 from siftline.pipeline.stages import STAGES
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 

@@ -22,9 +22,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from siftline.errors import StorageError, ValidationError
+from siftline.filters import MISSING, Node, get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import AbsorbedRun, ExecutionContext
-from siftline.pipeline.filters import MISSING, Node, get_path
 from siftline.pipeline.stages.group_by import GroupBy, group_key
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ from typing import Any
 
 from siftline.credits import stage_credits
 from siftline.errors import SiftlineError
+from siftline.filters import Node, and_all, bind, matcher, parse_filter
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import CachedStage, ExecutionContext
-from siftline.pipeline.filters import Node, and_all, bind, matcher, parse_filter
 from siftline.pipeline.plan import Plan, PlannedStage, validate_params
 from siftline.pipeline.stages.base import Stage
 

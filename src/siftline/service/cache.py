@@ -33,10 +33,10 @@ import orjson
 
 import siftline.pipeline.templates as templates
 from siftline.errors import ValidationError
+from siftline.filters import MISSING, get_path
 from siftline.models import CacheEntry, Collection
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import CachedStage, Embedder, ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.plan import MAX_CACHE_TTL_S, Plan
 from siftline.service.records import canonical_json
 from siftline.storage.base import Storage

@@ -21,9 +21,9 @@ import numpy as np
 import orjson
 
 from siftline.errors import BadRequestError, NotFoundError, ValidationError
+from siftline.filters import Node, bind, parse_filter
 from siftline.ids import new_id
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec, iso, utcnow
-from siftline.pipeline.filters import Node, bind, parse_filter
 from siftline.storage.base import Storage
 
 BM25_VERSION = "siftline-bm25-porter-1"  # siftline.storage.text: analysis and formula

@@ -12,10 +12,10 @@ import numpy as np
 import orjson
 
 import siftline.pipeline.templates as templates
+from siftline.filters import Node, bind, fields_of, parse_filter
 from siftline.ids import new_id
 from siftline.models import CacheEntry, Collection, Namespace, Retriever
 from siftline.pipeline.context import Budget, Embedder, ExecutionContext
-from siftline.pipeline.filters import Node, bind, fields_of, parse_filter
 from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import Plan, build_plan
 from siftline.pipeline.runner import Event, RunResult, run_plan

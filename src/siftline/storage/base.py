@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from siftline.filters import Node
 from siftline.models import (
     ApiKey,
     CacheEntry,
@@ -34,7 +35,6 @@ from siftline.models import (
     Retriever,
     SortSpec,
 )
-from siftline.pipeline.filters import Node
 
 
 class KeyStore(Protocol):
@@ -267,7 +267,7 @@ class SearchIndex(Protocol):
     def match_documents(self, collection: Collection, document_ids: Sequence[str], filter: Node) -> set[str]:
         """The ids among ``document_ids`` whose stored document ``filter`` matches (evaluated by storage,
         through payload indexes, without hydrating documents). Matches exactly what
-        ``pipeline.filters.evaluate`` matches on the stored document's wire form."""
+        ``siftline.filters.evaluate`` matches on the stored document's wire form."""
 
     def field_values(self, collection: Collection, document_ids: Sequence[str], field: str) -> dict[str, Any]:
         """The value at a dotted ``field`` of each found document (as ``filters.get_path`` reads the

@@ -30,9 +30,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from siftline.filters import MISSING, And, Node, evaluate, get_path, parse_filter
 from siftline.ids import new_id
 from siftline.models import CacheEntry, Collection, DocumentWrite, Namespace, PayloadIndex, Retriever, utcnow
-from siftline.pipeline.filters import MISSING, And, Node, evaluate, get_path, parse_filter
 from siftline.storage.base import Storage
 from siftline.testing.contract import (
     EMB_COSINE,

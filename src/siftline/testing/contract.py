@@ -30,6 +30,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from siftline.errors import AlreadyExistsError, SiftlineError
+from siftline.filters import Node, parse_filter
 from siftline.ids import new_id
 from siftline.models import (
     ApiKey,
@@ -43,7 +44,6 @@ from siftline.models import (
     SortSpec,
     utcnow,
 )
-from siftline.pipeline.filters import Node, parse_filter
 from siftline.storage.base import Storage
 
 OpenStorage = Callable[[], Storage]

@@ -31,7 +31,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from siftline.pipeline.filters import MISSING, get_path
+from siftline.filters import MISSING, get_path
 
 STRINGS = ["abc", "ABC", "Abc", "ab", "b", "", "ß", "SS", "ss", "straße", "STRASSE", "İ", "i̇", "x y",
            "2024-01-02", "2023-12-31T10:00:00Z", "ﬁ", "FI", "Σς", "σΣ", "1", "true", "null", "it's",

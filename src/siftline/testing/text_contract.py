@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from siftline.filters import Node, evaluate, parse_filter
 from siftline.ids import new_id
 from siftline.models import Collection
-from siftline.pipeline.filters import Node, evaluate, parse_filter
 from siftline.storage import text
 from siftline.storage.base import Storage
 from siftline.testing.contract import (

@@ -18,10 +18,10 @@ import pytest
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.features.embedder import TextEmbedder
+from siftline.filters import Node, parse_filter
 from siftline.models import Collection, DocumentWrite, Feature, PayloadIndex
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import Node, parse_filter
 from siftline.pipeline.fusion import fuse
 from siftline.pipeline.plan import build_plan
 from siftline.pipeline.runner import run_plan

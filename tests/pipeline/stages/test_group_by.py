@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from siftline.filters import get_path
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import get_path
 from siftline.pipeline.stages.group_by import GroupBy, group_key
 
 

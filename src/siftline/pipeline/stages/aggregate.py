@@ -39,9 +39,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from siftline.filters import MISSING, get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 from siftline.pipeline.stages.group_by import group_key
 from siftline.pipeline.stages.sort_attribute import sort_key

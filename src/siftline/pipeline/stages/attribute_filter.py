@@ -23,9 +23,7 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from siftline.errors import ValidationError
-from siftline.pipeline.candidates import Candidate
-from siftline.pipeline.context import AbsorbedRun, ExecutionContext
-from siftline.pipeline.filters import (
+from siftline.filters import (
     Condition,
     Dynamic,
     Node,
@@ -34,6 +32,8 @@ from siftline.pipeline.filters import (
     fields_of,
     parse_filter,
 )
+from siftline.pipeline.candidates import Candidate
+from siftline.pipeline.context import AbsorbedRun, ExecutionContext
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams, as_pydantic_error
 
 Operator = Literal[

@@ -34,9 +34,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from siftline.errors import ValidationError
+from siftline.filters import MISSING, get_path
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 from siftline.pipeline.stages.group_by import group_key
 

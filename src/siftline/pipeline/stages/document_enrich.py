@@ -36,10 +36,10 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from siftline.errors import NotFoundError, ValidationError
+from siftline.filters import MISSING, Node, bind, get_path, matcher, parse_filter
 from siftline.models import Collection, Document
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, Node, bind, get_path, matcher, parse_filter
 from siftline.pipeline.stages.base import Stage, StageParams, as_pydantic_error
 
 BATCH = 1000  # values per lookup query, and documents per page

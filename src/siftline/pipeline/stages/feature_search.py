@@ -22,11 +22,11 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
+from siftline.filters import MISSING, get_path
 from siftline.models import Collection, Document, Feature
 from siftline.pipeline import learned, parallel, pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.fusion import fuse
 from siftline.pipeline.learned import LearningConfig
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams

@@ -29,9 +29,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field
 
+from siftline.filters import MISSING, get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 
 

@@ -33,10 +33,10 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import ValidationError
+from siftline.filters import get_path
 from siftline.models import Collection
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import get_path
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 
 

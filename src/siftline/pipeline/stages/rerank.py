@@ -39,9 +39,9 @@ from pydantic import Field, field_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.features.cross_encoder import CrossEncoderError, get_cross_encoder, locate
+from siftline.filters import get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import get_path
 from siftline.pipeline.stages.base import PlanContext, Stage, StageParams
 
 _MAX_LISTED = 20  # document ids named in the metadata note about documents without text

@@ -31,9 +31,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from siftline.filters import get_path
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 from siftline.pipeline.stages.group_by import group_key
 

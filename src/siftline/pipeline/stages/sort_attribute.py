@@ -26,9 +26,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from siftline.filters import MISSING, get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 
 _TYPE_NAMES = ("number", "string", "boolean", "object")

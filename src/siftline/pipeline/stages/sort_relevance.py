@@ -19,9 +19,9 @@ from pydantic import Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from siftline.filters import get_path
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 
 

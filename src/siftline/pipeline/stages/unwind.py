@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from siftline.filters import MISSING, get_path
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import ExecutionContext
-from siftline.pipeline.filters import MISSING, get_path
 from siftline.pipeline.stages.base import Stage, StageParams
 
 SOURCE_FIELD = "source_document_id"

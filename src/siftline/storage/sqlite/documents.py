@@ -22,8 +22,8 @@ import numpy as np
 import orjson
 
 from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
+from siftline.filters import MISSING, Node
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
-from siftline.pipeline.filters import MISSING, Node
 from siftline.storage.sqlite import bm25_rows, payload_index, snapshots
 from siftline.storage.sqlite.bm25 import Batch, TextIndex
 from siftline.storage.sqlite.db import Database

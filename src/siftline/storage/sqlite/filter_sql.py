@@ -1,4 +1,4 @@
-"""Compile a bound filter (``siftline.pipeline.filters``) into a SQLite WHERE fragment.
+"""Compile a bound filter (``siftline.filters``) into a SQLite WHERE fragment.
 
 The fragment matches exactly the documents ``filters.evaluate`` matches; the Python evaluator is
 the reference and the congruence is property-tested. It runs against
@@ -41,7 +41,7 @@ from functools import lru_cache
 from typing import Any, TypeAlias
 
 from siftline.errors import ValidationError
-from siftline.pipeline.filters import And, Condition, Dynamic, Node, Not, Or
+from siftline.filters import And, Condition, Dynamic, Node, Not, Or
 
 _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ORDER_SQL = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

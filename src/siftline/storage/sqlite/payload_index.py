@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
+from siftline.filters import Node
 from siftline.models import Collection
-from siftline.pipeline.filters import Node
 from siftline.storage.sqlite.filter_sql import compile_filter, fold_expression, index_expression, index_hint
 
 FOLDED_TYPES = ("keyword", "text")  # these indexes also index the case-folded text (see fold_expression)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from siftline.errors import BadRequestError
+from siftline.filters import Node
 from siftline.models import Collection, Feature
-from siftline.pipeline.filters import Node
 from siftline.storage import text
 from siftline.storage.sqlite import bm25_rows, payload_index, snapshots
 from siftline.storage.sqlite.blocks import BlockMatrix
