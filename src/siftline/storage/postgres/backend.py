@@ -1,8 +1,9 @@
 """The PostgreSQL backend, assembled from its parts as they land.
 
-Issue 13 builds it store by store against the storage contract (``siftline.testing.contract``): keys
-and namespaces so far (``KeyContract``, ``NamespaceContract`` pass on it); collections, documents,
-vectors, BM25, retrievers, records, caches, interactions and evaluations follow. Until every part of
+Issue 13 builds it store by store against the storage contracts (``siftline.testing``): keys and
+namespaces (``KeyContract``, ``NamespaceContract``), retrievers (``RetrieverStoreContract``) and
+execution records (``RecordStoreContract``) pass on it so far; collections, documents, vectors, BM25,
+caches, interactions and evaluations follow. Until every part of
 :class:`~siftline.storage.base.Storage` is there, the settings cannot select it.
 """
 
@@ -12,10 +13,12 @@ from typing import Any
 
 from siftline.storage.postgres.catalog import CatalogMixin
 from siftline.storage.postgres.db import Database
+from siftline.storage.postgres.records import RecordsMixin
+from siftline.storage.postgres.retrievers import RetrieversMixin
 
 
-class PostgresCatalog(CatalogMixin):
-    """Keys and namespaces in PostgreSQL: the part of the backend built so far."""
+class PostgresCatalog(CatalogMixin, RetrieversMixin, RecordsMixin):
+    """Keys, namespaces, retrievers and execution records in PostgreSQL: the part built so far."""
 
     def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0) -> None:
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
