@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from typing import Any, TypeAlias
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +21,14 @@ from siftline.storage.sqlite.filter_sql import (
     register_functions,
 )
 from siftline.storage.sqlite.payload_index import holds_many
-from siftline.testing.filter_strategies import FIELDS, OPS, STORABLE, draw_fields, pick, pools_of
+from siftline.testing.filter_strategies import (
+    EXAMPLE_DOCS,
+    HAND_EXAMPLES,
+    Doc,
+    as_docs,
+    cases,
+    single_conditions,
+)
 
 SCHEMA = (
     "CREATE TABLE documents(rowid INTEGER PRIMARY KEY, collection_id TEXT, document_id TEXT, "
@@ -31,40 +38,6 @@ SCHEMA = (
 # ---------------------------------------------------------------------------------------------- strategies
 # Documents and filters are drawn by siftline.testing.filter_strategies (STORABLE: values SQLite stores);
 # filter values come mostly from the documents' own values at the chosen field, so filters match some rows.
-
-Doc: TypeAlias = tuple[str, dict[str, Any], dict[str, Any]]  # collection, user fields, _internal
-
-
-@st.composite
-def documents(draw: st.DrawFn) -> list[Doc]:
-    docs = []
-    for _ in range(draw(st.integers(2, 8))):
-        user, internal = draw_fields(draw)
-        docs.append((pick(draw, ["news", "NEWS", "blog"]), user, internal))
-    return docs
-
-
-def _as_docs(docs: list[Doc]) -> list[dict[str, Any]]:
-    """The dicts evaluate() sees for the generated documents."""
-    return [
-        {"document_id": f"doc-{i}", "collection_id": c, **user, "_internal": internal}
-        for i, (c, user, internal) in enumerate(docs)
-    ]
-
-
-@st.composite
-def cases(draw: st.DrawFn) -> tuple[list[Doc], list[dict[str, Any]]]:
-    """Documents, and up to four filters whose values mostly come from those documents."""
-    docs = draw(documents())
-    pools = pools_of(_as_docs(docs))
-    return docs, [STORABLE.draw_filter(draw, pools) for _ in range(draw(st.integers(1, 4)))]
-
-
-@st.composite
-def single_conditions(draw: st.DrawFn) -> tuple[list[Doc], str, str, Any]:
-    """Documents, a field, an operator and a value for it."""
-    docs, field, op = draw(documents()), pick(draw, FIELDS), pick(draw, OPS)
-    return docs, field, op, STORABLE.draw_value(draw, pools_of(_as_docs(docs))[field], op)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -87,7 +60,7 @@ def _load(conn: sqlite3.Connection, docs: list[Doc]) -> list[dict[str, Any]]:
         for i, (c, user, internal) in enumerate(docs)
     ]
     conn.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?)", rows)
-    return _as_docs(docs)
+    return as_docs(docs)
 
 
 def _sql_ids(conn: sqlite3.Connection, flt: Any, alias: str = "d") -> set[str]:
@@ -126,46 +99,7 @@ def test_each_operator_matches_on_every_field(conn: sqlite3.Connection, case: An
 # ---------------------------------------------------------------------------------------------- examples
 
 
-EXAMPLE_DOCS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-    (
-        "news",
-        {"title": "Straße", "year": 2021, "tags": ["A", "b"], "flag": True, "meta": {"n": None}},
-        {"s": 1},
-    ),
-    ("news", {"title": "strasse", "year": 2019.5, "tags": "a", "flag": 1, "meta": {"n": 0}}, {}),
-    ("blog", {"title": None, "year": "2021", "tags": [], "flag": False, "meta": [{"n": 1}]}, {"s": 0.5}),
-    ("blog", {"year": True, "tags": [["a"]]}, {}),
-]
-
-
-@pytest.mark.parametrize(
-    ("flt", "expected"),
-    [
-        ({"title": "STRASSE"}, {0, 1}),
-        ({"field": "title", "value": "STRASSE", "case_sensitive": True}, set()),
-        ({"field": "year", "operator": "gte", "value": 2020}, {0}),
-        ({"field": "year", "operator": "lt", "value": "2022"}, {2}),
-        ({"field": "year", "operator": "eq", "value": 1}, set()),
-        ({"field": "flag", "operator": "eq", "value": True}, {0}),
-        ({"field": "flag", "operator": "in", "value": [1, False]}, {1, 2}),
-        ({"field": "tags", "operator": "contains", "value": "a"}, {0, 1}),
-        ({"field": "tags", "value": "a"}, {0, 1}),
-        ({"field": "title", "operator": "exists", "value": True}, {0, 1}),
-        ({"field": "title", "operator": "is_null", "value": True}, {2, 3}),
-        ({"field": "title", "operator": "ne", "value": "strasse"}, {2, 3}),
-        ({"field": "meta.n", "operator": "is_null", "value": False}, {1}),
-        ({"field": "meta.n", "value": None}, {0}),
-        ({"field": "_internal.s", "operator": "gt", "value": 0.7}, {0}),
-        ({"field": "collection_id", "operator": "in", "value": ["BLOG"]}, {2, 3}),
-        ({"field": "document_id", "operator": "regex", "value": "^doc-[01]$"}, {0, 1}),
-        ({"field": "title", "operator": "text", "value": "RASS", "case_sensitive": True}, {0, 1}),
-        ({"field": "title", "operator": "ends_with", "value": "SSE"}, {0, 1}),
-        ({"field": "title", "operator": "ends_with", "value": "ße", "case_sensitive": True}, {0}),
-        ({"NOT": [{"collection_id": "news"}], "OR": [{"tags": "a"}, {"year": True}]}, {3}),
-        ({"OR": []}, set()),
-        ({"NOT": []}, {0, 1, 2, 3}),
-    ],
-)
+@pytest.mark.parametrize(("flt", "expected"), HAND_EXAMPLES)
 def test_hand_examples(conn: sqlite3.Connection, flt: Any, expected: set[int]) -> None:
     full = _load(conn, EXAMPLE_DOCS)
     ids = {f"doc-{i}" for i in expected}

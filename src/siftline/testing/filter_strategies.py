@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from hypothesis import strategies as st
 
@@ -200,3 +200,81 @@ class Drawing:
 
 
 STORABLE = Drawing(strings, numbers)
+
+
+# ---------------------------------------------------------------------------------------------- cases
+# What the backends' filter compilers are checked against ``evaluate`` with (tests/storage/test_filter_sql.py,
+# tests/postgres/test_postgres_filters.py): documents, filters over them, and hand-made examples.
+
+Doc: TypeAlias = tuple[str, dict[str, Any], dict[str, Any]]  # collection, user fields, _internal
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> list[Doc]:
+    docs = []
+    for _ in range(draw(st.integers(2, 8))):
+        user, internal = draw_fields(draw)
+        docs.append((pick(draw, ["news", "NEWS", "blog"]), user, internal))
+    return docs
+
+
+def as_docs(docs: list[Doc]) -> list[dict[str, Any]]:
+    """The dicts evaluate() sees for the generated documents."""
+    return [
+        {"document_id": f"doc-{i}", "collection_id": c, **user, "_internal": internal}
+        for i, (c, user, internal) in enumerate(docs)
+    ]
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[list[Doc], list[dict[str, Any]]]:
+    """Documents, and up to four filters whose values mostly come from those documents."""
+    docs = draw(documents())
+    pools = pools_of(as_docs(docs))
+    return docs, [STORABLE.draw_filter(draw, pools) for _ in range(draw(st.integers(1, 4)))]
+
+
+@st.composite
+def single_conditions(draw: st.DrawFn) -> tuple[list[Doc], str, str, Any]:
+    """Documents, a field, an operator and a value for it."""
+    docs, field, op = draw(documents()), pick(draw, FIELDS), pick(draw, OPS)
+    return docs, field, op, STORABLE.draw_value(draw, pools_of(as_docs(docs))[field], op)
+
+
+EXAMPLE_DOCS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    (
+        "news",
+        {"title": "Straße", "year": 2021, "tags": ["A", "b"], "flag": True, "meta": {"n": None}},
+        {"s": 1},
+    ),
+    ("news", {"title": "strasse", "year": 2019.5, "tags": "a", "flag": 1, "meta": {"n": 0}}, {}),
+    ("blog", {"title": None, "year": "2021", "tags": [], "flag": False, "meta": [{"n": 1}]}, {"s": 0.5}),
+    ("blog", {"year": True, "tags": [["a"]]}, {}),
+]
+
+# (filter, the indexes of EXAMPLE_DOCS it matches)
+HAND_EXAMPLES: list[tuple[Any, set[int]]] = [
+    ({"title": "STRASSE"}, {0, 1}),
+    ({"field": "title", "value": "STRASSE", "case_sensitive": True}, set()),
+    ({"field": "year", "operator": "gte", "value": 2020}, {0}),
+    ({"field": "year", "operator": "lt", "value": "2022"}, {2}),
+    ({"field": "year", "operator": "eq", "value": 1}, set()),
+    ({"field": "flag", "operator": "eq", "value": True}, {0}),
+    ({"field": "flag", "operator": "in", "value": [1, False]}, {1, 2}),
+    ({"field": "tags", "operator": "contains", "value": "a"}, {0, 1}),
+    ({"field": "tags", "value": "a"}, {0, 1}),
+    ({"field": "title", "operator": "exists", "value": True}, {0, 1}),
+    ({"field": "title", "operator": "is_null", "value": True}, {2, 3}),
+    ({"field": "title", "operator": "ne", "value": "strasse"}, {2, 3}),
+    ({"field": "meta.n", "operator": "is_null", "value": False}, {1}),
+    ({"field": "meta.n", "value": None}, {0}),
+    ({"field": "_internal.s", "operator": "gt", "value": 0.7}, {0}),
+    ({"field": "collection_id", "operator": "in", "value": ["BLOG"]}, {2, 3}),
+    ({"field": "document_id", "operator": "regex", "value": "^doc-[01]$"}, {0, 1}),
+    ({"field": "title", "operator": "text", "value": "RASS", "case_sensitive": True}, {0, 1}),
+    ({"field": "title", "operator": "ends_with", "value": "SSE"}, {0, 1}),
+    ({"field": "title", "operator": "ends_with", "value": "ße", "case_sensitive": True}, {0}),
+    ({"NOT": [{"collection_id": "news"}], "OR": [{"tags": "a"}, {"year": True}]}, {3}),
+    ({"OR": []}, set()),
+    ({"NOT": []}, {0, 1, 2, 3}),
+]
