@@ -1,5 +1,7 @@
-"""The storage contracts on the PostgreSQL backend: the parts built so far (keys, namespaces, retrievers,
-execution records), on a real PostgreSQL 18 with pgvector."""
+"""The storage contracts on the PostgreSQL backend, on a real PostgreSQL 18 with pgvector: the whole
+``StorageContract`` (keys, namespaces, collections, documents, filters, sorts, cursors, exact vector and
+BM25 search, restarts and other instances), retrievers, execution records, and BM25 against an exact
+reference after random writes. The cache, interaction, fusion and evaluation stores come next."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from siftline.storage.postgres.backend import PostgresCatalog
-from siftline.testing.contract import KeyContract, NamespaceContract, OpenStorage
+from siftline.testing.contract import OpenStorage, StorageContract
 from siftline.testing.records_contract import RecordStoreContract
 from siftline.testing.retrievers_contract import RetrieverStoreContract
+from siftline.testing.text_contract import TextSearchContract
 
 
 def _opener(database: str) -> Iterator[OpenStorage]:
@@ -26,12 +29,6 @@ def _opener(database: str) -> Iterator[OpenStorage]:
         instance.close()
 
 
-class TestPostgresCatalogContract(KeyContract, NamespaceContract):
-    @pytest.fixture
-    def open_storage(self, database: str) -> Iterator[OpenStorage]:
-        yield from _opener(database)
-
-
 class TestPostgresRetrieverStore(RetrieverStoreContract):
     @pytest.fixture
     def open_storage(self, database: str) -> Iterator[OpenStorage]:
@@ -39,6 +36,18 @@ class TestPostgresRetrieverStore(RetrieverStoreContract):
 
 
 class TestPostgresRecordStore(RecordStoreContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresStorageContract(StorageContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresTextSearch(TextSearchContract):
     @pytest.fixture
     def open_storage(self, database: str) -> Iterator[OpenStorage]:
         yield from _opener(database)

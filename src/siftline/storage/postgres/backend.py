@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from siftline.storage.postgres.catalog import CatalogMixin
+from siftline.storage.postgres.collections import CollectionsMixin
 from siftline.storage.postgres.db import Database
+from siftline.storage.postgres.documents import DocumentsMixin
 from siftline.storage.postgres.records import RecordsMixin
 from siftline.storage.postgres.retrievers import RetrieversMixin
 
 
-class PostgresCatalog(CatalogMixin, RetrieversMixin, RecordsMixin):
+class PostgresCatalog(CatalogMixin, CollectionsMixin, DocumentsMixin, RetrieversMixin, RecordsMixin):
     """Keys, namespaces, retrievers and execution records in PostgreSQL: the part built so far."""
 
     def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0) -> None:

@@ -131,15 +131,15 @@ class _Value:
         return q("CASE WHEN {} = 'number' THEN ({} #>> ARRAY[]::text[])::numeric END", self.type, self.json)
 
 
-def _path_value(column: Frag, segments: list[str]) -> Frag:
+def path_value(column: Frag, segments: list[str]) -> Frag:
     """``column #> segments``, NULL unless every prefix on the way is an object."""
     if not segments:
         return column
     checks = [q("jsonb_typeof({} #> {}) = 'object'", column, segments[:i]) for i in range(1, len(segments))]
-    read = q("{} #> {}", column, segments)
+    read = q("({} #> {})", column, segments)
     if not checks:
         return read
-    return q("CASE WHEN {} THEN {} END", _join(checks, " AND ", TRUE), read)
+    return q("(CASE WHEN {} THEN {} END)", _join(checks, " AND ", TRUE), read)
 
 
 def _field(name: str, prefix: str) -> _Value | None:
@@ -155,8 +155,8 @@ def _field(name: str, prefix: str) -> _Value | None:
         column, folded, segments = Frag(prefix + "internal"), Frag(f"({prefix}folded -> 'i')"), rest
     else:
         column, folded, segments = Frag(prefix + "payload"), Frag(f"({prefix}folded -> 'p')"), [head, *rest]
-    value = _path_value(column, segments)
-    return _Value(q("jsonb_typeof({})", value), value, _path_value(folded, segments))
+    value = path_value(column, segments)
+    return _Value(q("jsonb_typeof({})", value), value, path_value(folded, segments))
 
 
 _Pred: TypeAlias = Callable[[_Value], Frag]  # a JSON value -> true/false/NULL

@@ -10,7 +10,6 @@ in-memory :class:`TextIndex`, so statistics never mix collections. Every write b
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import threading
@@ -21,9 +20,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
+from siftline.errors import AlreadyExistsError, ValidationError
 from siftline.filters import MISSING, Node
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
+from siftline.storage.cursors import decode_cursor, encode_cursor
 from siftline.storage.sqlite import bm25_rows, payload_index, snapshots
 from siftline.storage.sqlite.bm25 import Batch, TextIndex
 from siftline.storage.sqlite.db import Database
@@ -54,28 +54,6 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value).decode()
     except TypeError:  # integers past 64 bits: the standard library writes them exactly
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-_MAX_CURSOR = 2**62
-
-
-def decode_cursor(cursor: str, key: str) -> int:
-    """The position ``key`` (``r``: last rowid, ``o``: offset) a cursor of ``encode_cursor`` holds."""
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value = data[key] if isinstance(data, dict) else None
-        if type(value) is not int or not 0 <= value < _MAX_CURSOR:
-            raise ValueError
-        return value
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise BadRequestError(
-            "The cursor is not valid for this request: pass the pagination.next_cursor of the previous "
-            "page unchanged, with the same sort."
-        ) from exc
 
 
 class _Rows:

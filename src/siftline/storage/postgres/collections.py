@@ -1,0 +1,131 @@
+"""Collections in PostgreSQL: one row each (its definition as JSON text), its features numbered in
+``features`` (the vectors and BM25 postings are keyed by that number), and its write version."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from siftline.errors import AlreadyExistsError
+from siftline.models import Collection, Feature, PayloadIndex
+from siftline.storage.postgres.db import Database
+from siftline.storage.postgres.values import json_text, utc
+
+_COLS = (
+    "collection_id, namespace_id, collection_name, description, config, created_at, updated_at, write_version"
+)
+
+
+def _config(collection: Collection) -> str:
+    return json_text(
+        {
+            "feature_extractor": collection.feature_extractor,
+            "features": [asdict(f) for f in collection.features],
+            "payload_indexes": [asdict(p) for p in collection.payload_indexes],
+            "metadata": collection.metadata,
+        }
+    )
+
+
+def collection_of(row: tuple[Any, ...]) -> Collection:
+    col_id, ns_id, name, description, cfg, created_at, updated_at, version = row
+    return Collection(
+        collection_id=col_id,
+        namespace_id=ns_id,
+        collection_name=name,
+        description=description,
+        feature_extractor=cfg.get("feature_extractor"),
+        features=tuple(
+            Feature(**{**f, "source_fields": tuple(f.get("source_fields", ()))}) for f in cfg["features"]
+        ),
+        payload_indexes=tuple(PayloadIndex(**p) for p in cfg.get("payload_indexes", [])),
+        metadata=cfg.get("metadata") or {},
+        created_at=utc(created_at),  # type: ignore[arg-type]
+        updated_at=utc(updated_at),  # type: ignore[arg-type]
+        write_version=int(version),
+    )
+
+
+def _clash(conn: Any, collection: Collection) -> bool:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("collections:" + collection.namespace_id,))
+    return (
+        conn.execute(
+            "SELECT 1 FROM collections WHERE namespace_id = %s AND collection_name = %s AND collection_id != %s",
+            (collection.namespace_id, collection.collection_name, collection.collection_id),
+        ).fetchone()
+        is not None
+    )
+
+
+class CollectionsMixin:
+    db: Database
+
+    def create_collection(self, collection: Collection) -> None:
+        with self.db.write() as conn:
+            if _clash(conn, collection):
+                raise AlreadyExistsError(
+                    f"A collection named '{collection.collection_name}' already exists in this namespace."
+                )
+            conn.execute(
+                f"INSERT INTO collections({_COLS}) VALUES (%s, %s, %s, %s, %s::json, %s, %s, 0)",
+                (
+                    collection.collection_id,
+                    collection.namespace_id,
+                    collection.collection_name,
+                    collection.description,
+                    _config(collection),
+                    collection.created_at,
+                    collection.updated_at,
+                ),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO features(collection_id, name, kind) VALUES (%s, %s, %s)",
+                    [(collection.collection_id, f.name, f.kind) for f in collection.features],
+                )
+
+    def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None:
+        with self.db.read() as conn:
+            row = conn.execute(
+                f"SELECT {_COLS} FROM collections WHERE namespace_id = %s "
+                "AND (collection_id = %s OR collection_name = %s) ORDER BY collection_id = %s DESC LIMIT 1",
+                (namespace_id, id_or_name, id_or_name, id_or_name),
+            ).fetchone()
+        return collection_of(row) if row else None
+
+    def list_collections(self, namespace_id: str, limit: int, offset: int) -> tuple[list[Collection], int]:
+        with self.db.read() as conn:
+            total = conn.execute(
+                "SELECT count(*) FROM collections WHERE namespace_id = %s", (namespace_id,)
+            ).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_COLS} FROM collections WHERE namespace_id = %s ORDER BY seq LIMIT %s OFFSET %s",
+                (namespace_id, limit, offset),
+            ).fetchall()
+        return [collection_of(r) for r in rows], int(total)
+
+    def update_collection(self, collection: Collection) -> None:
+        with self.db.write() as conn:
+            if _clash(conn, collection):
+                raise AlreadyExistsError(
+                    f"A collection named '{collection.collection_name}' already exists in this namespace."
+                )
+            conn.execute(
+                "UPDATE collections SET collection_name = %s, description = %s, config = %s::json, "
+                "updated_at = %s, write_version = write_version + 1 WHERE collection_id = %s",
+                (
+                    collection.collection_name,
+                    collection.description,
+                    _config(collection),
+                    collection.updated_at,
+                    collection.collection_id,
+                ),
+            )
+
+    def delete_collection(self, collection: Collection) -> bool:
+        with self.db.write() as conn:
+            return bool(
+                conn.execute(
+                    "DELETE FROM collections WHERE collection_id = %s", (collection.collection_id,)
+                ).rowcount
+            )

@@ -1,0 +1,445 @@
+"""Documents, their vectors and BM25 postings in PostgreSQL, and the searches over them.
+
+A write is one transaction that locks its collection's row (writes to one collection queue; other
+collections' writes go on), bumps the collection's write version, and stores each document's payload
+and ``_internal`` as ``jsonvalues.exact_json`` with their case-folded copy, its vectors (unit length
+for cosine, as the SQLite backend stores them) and its BM25 postings (``storage/text.py``'s analysis).
+A replaced document keeps its ``rowid``, so listings keep their order.
+
+Searches are exact for now: vectors by pgvector's operators over the feature's rows, BM25 by one SQL
+statement with the formula of ``storage/text.py`` (scores equal to the SQLite backend's); HNSW indexes
+come next. Filters compile with ``filter_sql``; a filter that compiles only to a superset (a regex)
+is narrowed with ``filters.evaluate`` and the search then runs over the rowids that pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
+from siftline.filters import MISSING, Node, evaluate, get_path
+from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
+from siftline.storage import text
+from siftline.storage.cursors import decode_cursor, encode_cursor
+from siftline.storage.postgres.db import Database
+from siftline.storage.postgres.filter_sql import Frag, compile_filter, path_value, q
+from siftline.storage.postgres.jsonvalues import check_storable, exact_json, folded
+
+_DOC = "d.rowid, d.document_id, d.payload, d.internal"
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32).tolist()) + "]"
+
+
+def _prepared(vector: np.ndarray, metric: str | None) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if (metric or "cosine") == "cosine":
+        vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    return vector.astype(np.float32)
+
+
+def _wire(collection_id: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    """The dict ``filters.evaluate`` reads, from (rowid, document_id, payload, internal)."""
+    _, doc_id, payload, internal = row
+    return {"document_id": doc_id, "collection_id": collection_id, **payload, "_internal": internal}
+
+
+class DocumentsMixin:
+    db: Database
+
+    # -- features ---------------------------------------------------------------------------------
+
+    def _seqs(self, conn: Any, collection_id: str) -> dict[tuple[str, str], int]:
+        return {
+            (name, kind): seq
+            for seq, name, kind in conn.execute(
+                "SELECT seq, name, kind FROM features WHERE collection_id = %s", (collection_id,)
+            )
+        }
+
+    # -- filters ----------------------------------------------------------------------------------
+
+    def _where(self, conn: Any, collection: Collection, filter: Node | None) -> Frag:
+        """An exact WHERE over ``documents d`` (the collection's rows only)."""
+        base = q("d.collection_id = {}", collection.collection_id)
+        compiled = compile_filter(filter, "d")
+        where = Frag(f"({base.sql} AND {compiled.sql})", (*base.params, *compiled.params))
+        if compiled.exact or filter is None:
+            return where
+        rows = conn.execute(f"SELECT {_DOC} FROM documents d WHERE {where.sql}", where.params).fetchall()
+        passing = [r[0] for r in rows if evaluate(filter, _wire(collection.collection_id, r))]
+        return q("d.rowid = ANY({})", passing)
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def put_documents(
+        self, collection: Collection, writes: Sequence[DocumentWrite], *, replace: bool
+    ) -> None:
+        if not writes:
+            return
+        for i, w in enumerate(writes):
+            check_storable(w.payload, ["body", "documents", i])
+            check_storable(w.internal, ["body", "documents", i, "_internal"])
+        cid = collection.collection_id
+        with self.db.write() as conn:
+            locked = conn.execute(
+                "UPDATE collections SET write_version = write_version + 1 WHERE collection_id = %s "
+                "RETURNING write_version",
+                (cid,),
+            ).fetchone()
+            if locked is None:
+                raise ValidationError.at(
+                    ["collection"], f"collection '{collection.collection_name}' no longer exists"
+                )
+            ids = [w.document_id for w in writes]
+            existing = dict(
+                conn.execute(
+                    "SELECT document_id, rowid FROM documents WHERE collection_id = %s AND document_id = ANY(%s)",
+                    (cid, ids),
+                ).fetchall()
+            )
+            if existing and not replace:
+                taken = sorted(existing)[:5]
+                raise AlreadyExistsError(
+                    f"Documents already exist in collection '{collection.collection_name}': {', '.join(taken)}"
+                    f"{' …' if len(existing) > 5 else ''}. Use PUT to replace a document, or omit document_id.",
+                    {"document_ids": taken},
+                )
+            rows = [
+                (exact_json(w.payload), exact_json(w.internal),
+                 exact_json({"p": folded(w.payload), "i": folded(w.internal), "d": w.document_id.casefold(),
+                             "c": cid.casefold()}))
+                for w in writes
+            ]  # fmt: skip
+            rowids: list[int] = []
+            with conn.cursor() as cur:
+                for w, (payload, internal, shadow) in zip(writes, rows, strict=True):
+                    if w.document_id in existing:
+                        rowid = existing[w.document_id]
+                        cur.execute(
+                            "UPDATE documents SET payload = %s::jsonb, internal = %s::jsonb, folded = %s::jsonb "
+                            "WHERE rowid = %s",
+                            (payload, internal, shadow, rowid),
+                        )
+                    else:
+                        rowid = cur.execute(
+                            "INSERT INTO documents(collection_id, document_id, payload, internal, folded) "
+                            "VALUES (%s, %s, %s::jsonb, %s::jsonb, %s::jsonb) RETURNING rowid",
+                            (cid, w.document_id, payload, internal, shadow),
+                        ).fetchone()[0]
+                    rowids.append(rowid)
+                if existing:  # a replaced document's old vectors and text go; the new ones follow
+                    old = list(existing.values())
+                    cur.execute("DELETE FROM vectors WHERE rowid = ANY(%s)", (old,))
+                    cur.execute("DELETE FROM bm25_docs WHERE rowid = ANY(%s)", (old,))
+                seqs = self._seqs(conn, cid)
+                for feature in collection.features:
+                    seq = seqs.get((feature.name, feature.kind))
+                    if seq is None:
+                        continue
+                    if feature.kind == "dense":
+                        self._write_vectors(cur, seq, feature, writes, rowids)
+                    elif feature.kind == "bm25":
+                        self._write_texts(cur, seq, feature, writes, rowids)
+
+    @staticmethod
+    def _write_vectors(
+        cur: Any, seq: int, feature: Feature, writes: Sequence[DocumentWrite], rowids: list[int]
+    ) -> None:
+        rows = []
+        for w, rowid in zip(writes, rowids, strict=True):
+            vector = w.vectors.get(feature.name)
+            if vector is None:
+                continue
+            if feature.dimension is not None and np.asarray(vector).size != feature.dimension:
+                raise ValidationError.at(
+                    ["body", "vectors", feature.name],
+                    f"has {np.asarray(vector).size} numbers; feature '{feature.uri}' takes {feature.dimension}",
+                )
+            rows.append((seq, rowid, _vector_text(_prepared(vector, feature.metric))))
+        if rows:
+            cur.executemany(
+                "INSERT INTO vectors(feature_seq, rowid, embedding) VALUES (%s, %s, %s::vector)", rows
+            )
+
+    @staticmethod
+    def _write_texts(
+        cur: Any, seq: int, feature: Feature, writes: Sequence[DocumentWrite], rowids: list[int]
+    ) -> None:
+        pairs = [
+            (rowid, w.texts[feature.name])
+            for w, rowid in zip(writes, rowids, strict=True)
+            if w.texts.get(feature.name)
+        ]
+        if not pairs:
+            return
+        analyzed = text.analyze(t for _, t in pairs)
+        cur.executemany(
+            "INSERT INTO bm25_docs(feature_seq, rowid, length) VALUES (%s, %s, %s)",
+            [(seq, rowid, int(analyzed.lengths[i])) for i, (rowid, _) in enumerate(pairs)],
+        )
+        postings = []
+        for i, (rowid, _) in enumerate(pairs):
+            lo, hi = int(analyzed.ptr[i]), int(analyzed.ptr[i + 1])
+            for code, tf in zip(analyzed.codes[lo:hi].tolist(), analyzed.tfs[lo:hi].tolist(), strict=True):
+                postings.append((seq, analyzed.terms[code], rowid, tf))
+        if postings:
+            cur.executemany(
+                "INSERT INTO bm25_postings(feature_seq, term, rowid, tf) VALUES (%s, %s, %s, %s)", postings
+            )
+
+    def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
+        if not document_ids:
+            return 0
+        with self.db.write() as conn:
+            conn.execute(
+                "UPDATE collections SET write_version = write_version + 1 WHERE collection_id = %s",
+                (collection.collection_id,),
+            )
+            return int(
+                conn.execute(
+                    "DELETE FROM documents WHERE collection_id = %s AND document_id = ANY(%s)",
+                    (collection.collection_id, list(document_ids)),
+                ).rowcount
+            )
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def _documents(
+        self, conn: Any, collection: Collection, rows: list[Any], with_vectors: bool
+    ) -> list[Document]:
+        docs = [Document(r[1], collection.collection_id, r[2], r[3]) for r in rows]
+        if with_vectors and rows:
+            by_rowid = {r[0]: doc for r, doc in zip(rows, docs, strict=True)}
+            for doc in docs:
+                doc.vectors = {}
+            names = {
+                seq: name
+                for (name, kind), seq in self._seqs(conn, collection.collection_id).items()
+                if kind == "dense"
+            }
+            for seq, rowid, values in conn.execute(
+                "SELECT feature_seq, rowid, embedding::real[] FROM vectors WHERE rowid = ANY(%s)",
+                (list(by_rowid),),
+            ):
+                if seq in names:
+                    by_rowid[rowid].vectors[names[seq]] = [float(x) for x in values]  # type: ignore[index]
+        return docs
+
+    def get_documents(
+        self, collection: Collection, document_ids: Sequence[str], *, with_vectors: bool = False
+    ) -> list[Document]:
+        ids = list(document_ids)
+        if not ids:
+            return []
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_DOC} FROM documents d WHERE d.collection_id = %s AND d.document_id = ANY(%s)",
+                (collection.collection_id, ids),
+            ).fetchall()
+            docs = self._documents(conn, collection, rows, with_vectors)
+        by_id = {d.document_id: d for d in docs}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def list_documents(
+        self,
+        collection: Collection,
+        *,
+        filter: Node | None = None,
+        sort: SortSpec | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        cursor: str | None = None,
+        include_total: bool = False,
+        with_vectors: bool = False,
+    ) -> DocumentPage:
+        with self.db.read() as conn:
+            where = self._where(conn, collection, filter)
+            total = (
+                int(
+                    conn.execute(
+                        f"SELECT count(*) FROM documents d WHERE {where.sql}", where.params
+                    ).fetchone()[0]
+                )
+                if include_total
+                else None
+            )
+            if sort is None:  # keyset on rowid: stable and cheap at any depth
+                last = decode_cursor(cursor, "r") if cursor else 0
+                rows = conn.execute(
+                    f"SELECT {_DOC} FROM documents d WHERE {where.sql} AND d.rowid > %s ORDER BY d.rowid "
+                    "LIMIT %s OFFSET %s",
+                    (*where.params, last, limit + 1, 0 if cursor else offset),
+                ).fetchall()
+                more = len(rows) > limit
+                rows = rows[:limit]
+                next_cursor = encode_cursor({"r": rows[-1][0]}) if more and rows else None
+            else:
+                start = decode_cursor(cursor, "o") if cursor else offset
+                order = _order_by(sort)
+                rows = conn.execute(
+                    f"SELECT {_DOC} FROM documents d WHERE {where.sql} ORDER BY {order.sql} LIMIT %s OFFSET %s",
+                    (*where.params, *order.params, limit + 1, start),
+                ).fetchall()
+                more = len(rows) > limit
+                rows = rows[:limit]
+                next_cursor = encode_cursor({"o": start + limit}) if more else None
+            docs = self._documents(conn, collection, rows, with_vectors)
+        return DocumentPage(docs, next_cursor, total)
+
+    def count_documents(self, collection: Collection, filter: Node | None = None) -> int:
+        with self.db.read() as conn:
+            where = self._where(conn, collection, filter)
+            return int(
+                conn.execute(f"SELECT count(*) FROM documents d WHERE {where.sql}", where.params).fetchone()[
+                    0
+                ]
+            )
+
+    def match_documents(self, collection: Collection, document_ids: Sequence[str], filter: Node) -> set[str]:
+        if not document_ids:
+            return set()
+        with self.db.read() as conn:
+            where = self._where(conn, collection, filter)
+            rows = conn.execute(
+                f"SELECT d.document_id FROM documents d WHERE {where.sql} AND d.document_id = ANY(%s)",
+                (*where.params, list(document_ids)),
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def field_values(self, collection: Collection, document_ids: Sequence[str], field: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT {_DOC} FROM documents d WHERE d.collection_id = %s AND d.document_id = ANY(%s)",
+                (collection.collection_id, list(document_ids)),
+            ).fetchall()
+        out: dict[str, Any] = {}
+        for row in rows:
+            value = get_path(_wire(collection.collection_id, row), field)
+            out[row[1]] = value if value is not MISSING else MISSING
+        return out
+
+    # -- searches ---------------------------------------------------------------------------------
+
+    def vector_search(
+        self,
+        collection: Collection,
+        feature: Feature,
+        query: np.ndarray,
+        top_k: int,
+        filter: Node | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> list[tuple[str, float]]:
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if feature.dimension is not None and query.shape[0] != feature.dimension:
+            raise BadRequestError(
+                f"The query vector has {query.shape[0]} dimensions but feature '{feature.uri}' "
+                f"has {feature.dimension}; send a vector of {feature.dimension} numbers."
+            )
+        if top_k <= 0:
+            return []
+        metric = feature.metric or "cosine"
+        vector = _vector_text(_prepared(query, metric))
+        distance = "<->" if metric == "euclidean" else "<#>"  # L2 distance, or the negated dot product
+        with self.db.read() as conn:
+            seq = self._seqs(conn, collection.collection_id).get((feature.name, "dense"))
+            if seq is None:
+                return []
+            where = self._where(conn, collection, filter)
+            rows = conn.execute(
+                f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM vectors v "
+                f"JOIN documents d ON d.rowid = v.rowid WHERE v.feature_seq = %s AND {where.sql} "
+                "ORDER BY dist, d.document_id LIMIT %s",
+                (vector, seq, *where.params, top_k),
+            ).fetchall()
+            examined = None
+            if stats is not None:
+                examined = conn.execute(
+                    "SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)
+                ).fetchone()[0]
+        if stats is not None:
+            stats.update({"path": "exact", "ef_search": None, "candidates_examined": int(examined or 0),
+                          "pending_scanned": 0, "segments": 0})  # fmt: skip
+        return [(doc_id, -float(dist)) for doc_id, dist in rows]
+
+    def vector_index_status(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        with self.db.read() as conn:
+            seq = self._seqs(conn, collection.collection_id).get((feature.name, "dense"))
+            count = (
+                0
+                if seq is None
+                else conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+            )
+        return {"path": "exact", "vectors": int(count), "indexed": int(count), "pending": 0, "tombstones": 0,
+                "segments": 0, "building": False}  # fmt: skip
+
+    def build_vector_index(self, collection: Collection, feature: Feature) -> dict[str, Any]:
+        return self.vector_index_status(collection, feature)
+
+    def text_search(
+        self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None
+    ) -> list[tuple[str, float]]:
+        terms = text.query_terms(query)
+        if not terms or top_k <= 0:
+            return []
+        with self.db.read() as conn:
+            seq = self._seqs(conn, collection.collection_id).get((feature.name, "bm25"))
+            if seq is None:
+                return []
+            n, total = conn.execute(
+                "SELECT count(*), coalesce(sum(length), 0) FROM bm25_docs WHERE feature_seq = %s", (seq,)
+            ).fetchone()
+            if not n:
+                return []
+            avgdl = float(total) / float(n)
+            where = self._where(conn, collection, filter)
+            rows = conn.execute(
+                f"""
+                WITH df AS (
+                    SELECT term, count(*)::float8 AS df FROM bm25_postings
+                    WHERE feature_seq = %s AND term = ANY(%s) GROUP BY term
+                )
+                SELECT d.document_id, sum(
+                    ln(1 + (%s - df.df + 0.5) / (df.df + 0.5)) * p.tf * {text.K1 + 1.0}
+                    / (p.tf + {text.K1} * (1 - {text.B} + {text.B} * b.length / %s))
+                ) AS score
+                FROM bm25_postings p
+                JOIN df ON df.term = p.term
+                JOIN bm25_docs b ON b.feature_seq = p.feature_seq AND b.rowid = p.rowid
+                JOIN documents d ON d.rowid = p.rowid
+                WHERE p.feature_seq = %s AND p.term = ANY(%s) AND {where.sql}
+                GROUP BY d.document_id
+                ORDER BY score DESC, d.document_id
+                LIMIT %s
+                """,
+                (seq, terms, float(n), avgdl, seq, terms, *where.params, top_k),
+            ).fetchall()
+        return [(doc_id, float(score)) for doc_id, score in rows]
+
+
+def _order_by(sort: SortSpec) -> Frag:
+    """ORDER BY a field as the SQLite backend orders ``json_extract``: missing and null first, then
+    numbers and booleans (as 1 and 0) by value, then strings (and lists and objects, by their JSON text)
+    by code point; ties by rowid; ``desc`` reverses all of it."""
+    direction = "DESC" if sort.direction == "desc" else "ASC"
+    head, *rest = sort.field.split(".")
+    if head in ("document_id", "collection_id"):
+        if rest:
+            return Frag(f"d.rowid {direction}")
+        return Frag(f'd.{head} COLLATE "C" {direction}, d.rowid {direction}')
+    column, segments = ("d.internal", rest) if head == "_internal" else ("d.payload", [head, *rest])
+    value = path_value(Frag(column), segments)
+    t = q("jsonb_typeof({})", value)
+    parts = [
+        q("CASE WHEN {} IS NULL OR {} = 'null' THEN 0 WHEN {} IN ('number', 'boolean') THEN 1 ELSE 2 END", t, t, t),
+        q("CASE WHEN {} = 'number' THEN ({} #>> ARRAY[]::text[])::numeric "
+          "WHEN {} = 'boolean' THEN (CASE WHEN {} = 'true'::jsonb THEN 1 ELSE 0 END) END", t, value, t, value),
+        q("CASE WHEN {} = 'string' THEN ({} #>> ARRAY[]::text[]) WHEN {} IN ('array', 'object') THEN ({})::text END "
+          'COLLATE "C"', t, value, t, value),
+    ]  # fmt: skip
+    sql = ", ".join(f"{p.sql} {direction}" for p in parts) + f", d.rowid {direction}"
+    return Frag(sql, tuple(x for p in parts for x in p.params))
