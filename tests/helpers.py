@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,15 @@ ADMIN_KEY = "sk_test_admin_0123456789abcdefghijklmnop"
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    """Settings of a test server: its own data directory, the admin key bootstrapped, small batches."""
+    """Settings of a test server: its own data directory, the admin key bootstrapped, small batches.
+
+    With ``SIFTLINE_TEST_STORAGE=postgres`` in the environment, the storage is a fresh database of a local
+    PostgreSQL started once for the session (``tests/postgres_session.py``): the API suites run on it."""
+    if os.environ.get("SIFTLINE_TEST_STORAGE") == "postgres" and "storage" not in overrides:
+        from postgres_session import database_url
+
+        overrides = {"storage": "postgres", "postgres_url": database_url(str(data_dir)), "postgres_pool_size": 4,
+                     **overrides}  # fmt: skip
     return Settings(
         **{"data_dir": data_dir, "bootstrap_key": ADMIN_KEY, "max_batch_documents": 500, **overrides}
     )

@@ -7,8 +7,9 @@ the variable. Tests build ``Settings(...)`` directly and never touch the environ
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +19,22 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("./siftline-data"),
         description="Directory holding the SQLite database (siftline.db) and the vector files beside it.",
+    )
+    storage: Literal["sqlite", "postgres"] = Field(
+        "sqlite",
+        description="The storage backend: sqlite (embedded, in data_dir) or postgres (SIFTLINE_POSTGRES_URL; "
+        "several servers may share it). See docs/POSTGRES.md.",
+    )
+    postgres_url: str | None = Field(
+        None,
+        description="PostgreSQL connection URL for storage=postgres, e.g. "
+        "postgresql://user:password@host:5432/siftline (PostgreSQL 15+ with pgvector 0.8+).",
+    )
+    postgres_pool_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Connections each server keeps to PostgreSQL at most (storage=postgres).",
     )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
@@ -125,6 +142,14 @@ class Settings(BaseSettings):
         if value is not None and not (value.startswith("sk_") and len(value) >= 20):
             raise ValueError("must look like sk_live_… or sk_test_… and be at least 20 characters")
         return value
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_url(self) -> Settings:
+        if self.storage == "postgres" and not self.postgres_url:
+            raise ValueError(
+                "SIFTLINE_STORAGE=postgres needs SIFTLINE_POSTGRES_URL (postgresql://user:password@host:5432/db)"
+            )
+        return self
 
     @property
     def database_path(self) -> Path:

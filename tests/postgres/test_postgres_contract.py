@@ -9,8 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from siftline.storage.postgres.backend import PostgresCatalog
+from siftline.storage.postgres.backend import PostgresStorage
+from siftline.testing.cache_contract import CacheStoreContract
 from siftline.testing.contract import OpenStorage, StorageContract
+from siftline.testing.learning_contract import (
+    EvaluationStoreContract,
+    FusionStoreContract,
+    InteractionStoreContract,
+)
 from siftline.testing.records_contract import RecordStoreContract
 from siftline.testing.retrievers_contract import RetrieverStoreContract
 from siftline.testing.text_contract import TextSearchContract
@@ -18,10 +24,10 @@ from siftline.testing.text_contract import TextSearchContract
 
 def _opener(database: str) -> Iterator[OpenStorage]:
     """``open_storage`` over one database: every instance it opened is closed afterwards."""
-    opened: list[PostgresCatalog] = []
+    opened: list[PostgresStorage] = []
 
-    def open_() -> PostgresCatalog:
-        opened.append(PostgresCatalog(database, pool_size=4))
+    def open_() -> PostgresStorage:
+        opened.append(PostgresStorage(database, pool_size=4))
         return opened[-1]
 
     yield open_  # type: ignore[misc]
@@ -48,6 +54,30 @@ class TestPostgresStorageContract(StorageContract):
 
 
 class TestPostgresTextSearch(TextSearchContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresCacheStore(CacheStoreContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresInteractionStore(InteractionStoreContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresFusionStore(FusionStoreContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresEvaluationStore(EvaluationStoreContract):
     @pytest.fixture
     def open_storage(self, database: str) -> Iterator[OpenStorage]:
         yield from _opener(database)

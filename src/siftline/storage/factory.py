@@ -7,6 +7,12 @@ from siftline.storage.base import Storage
 
 
 def open_storage(settings: Settings) -> Storage:
+    if settings.storage == "postgres":
+        from siftline.storage.postgres.backend import PostgresStorage
+
+        assert settings.postgres_url is not None  # the settings refuse postgres without a URL
+        return PostgresStorage(settings.postgres_url, pool_size=settings.postgres_pool_size)
+
     from siftline.storage.sqlite.backend import SQLiteStorage
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)

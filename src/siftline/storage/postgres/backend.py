@@ -1,27 +1,38 @@
-"""The PostgreSQL backend, assembled from its parts as they land.
+"""The PostgreSQL backend: every store of :class:`~siftline.storage.base.Storage` over one database.
 
-Issue 13 builds it store by store against the storage contracts (``siftline.testing``): keys and
-namespaces (``KeyContract``, ``NamespaceContract``), retrievers (``RetrieverStoreContract``) and
-execution records (``RecordStoreContract``) pass on it so far; collections, documents, vectors, BM25,
-caches, interactions and evaluations follow. Until every part of
-:class:`~siftline.storage.base.Storage` is there, the settings cannot select it.
+Built store by store against the storage contracts (``siftline.testing``), all of which pass on it
+(``tests/postgres/test_postgres_contract.py``). Several Siftline servers may open one database: the
+state lives in PostgreSQL only (no per-server index to keep in step), writes to one collection queue on
+its row, and the shared caches' keys carry the collections' write versions.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from siftline.storage.postgres.cache import CacheMixin
 from siftline.storage.postgres.catalog import CatalogMixin
 from siftline.storage.postgres.collections import CollectionsMixin
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.documents import DocumentsMixin
+from siftline.storage.postgres.evaluations import EvaluationsMixin
+from siftline.storage.postgres.fusion import FusionMixin
+from siftline.storage.postgres.interactions import InteractionsMixin
 from siftline.storage.postgres.records import RecordsMixin
 from siftline.storage.postgres.retrievers import RetrieversMixin
 
 
-class PostgresCatalog(CatalogMixin, CollectionsMixin, DocumentsMixin, RetrieversMixin, RecordsMixin):
-    """Keys, namespaces, retrievers and execution records in PostgreSQL: the part built so far."""
-
+class PostgresStorage(
+    CatalogMixin,
+    CollectionsMixin,
+    DocumentsMixin,
+    RetrieversMixin,
+    RecordsMixin,
+    CacheMixin,
+    InteractionsMixin,
+    FusionMixin,
+    EvaluationsMixin,
+):
     def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0) -> None:
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
 

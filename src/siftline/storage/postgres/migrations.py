@@ -135,4 +135,77 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX bm25_postings_by_document ON bm25_postings(feature_seq, rowid);
         """,
     ),
+    Migration(
+        4,
+        "caches, interactions, fusion posteriors, evaluations",
+        # every row belongs to a namespace and goes with it; times as the SQLite backend keeps them
+        """
+        CREATE TABLE cache_entries (
+            cache_key text PRIMARY KEY,
+            namespace_id text NOT NULL REFERENCES namespaces(namespace_id) ON DELETE CASCADE,
+            kind text NOT NULL,
+            retriever_id text,
+            execution_id text,
+            created_at float8 NOT NULL,
+            expires_at float8,
+            last_used float8 NOT NULL,
+            size bigint NOT NULL,
+            value bytea NOT NULL
+        );
+        CREATE INDEX cache_by_use ON cache_entries(last_used, cache_key);
+        CREATE INDEX cache_by_expiry ON cache_entries(expires_at) WHERE expires_at IS NOT NULL;
+        CREATE INDEX cache_by_namespace ON cache_entries(namespace_id, retriever_id);
+        CREATE TABLE interactions (
+            interaction_id text PRIMARY KEY,
+            namespace_id text NOT NULL REFERENCES namespaces(namespace_id) ON DELETE CASCADE,
+            execution_id text,
+            retriever_id text,
+            feature_id text NOT NULL,
+            types jsonb NOT NULL,
+            position integer NOT NULL,
+            user_id text,
+            session_id text,
+            recorded_at timestamptz NOT NULL,
+            occurred_at timestamptz NOT NULL,
+            dedupe_key text NOT NULL,
+            body json NOT NULL
+        );
+        CREATE INDEX interactions_by_time ON interactions(namespace_id, occurred_at);
+        CREATE INDEX interactions_by_execution ON interactions(namespace_id, execution_id);
+        CREATE INDEX interactions_by_retriever ON interactions(namespace_id, retriever_id, occurred_at);
+        CREATE INDEX interactions_by_dedupe ON interactions(namespace_id, dedupe_key, recorded_at);
+        CREATE TABLE fusion_posteriors (
+            namespace_id text NOT NULL REFERENCES namespaces(namespace_id) ON DELETE CASCADE,
+            scope text NOT NULL,
+            stage_name text NOT NULL,
+            level text NOT NULL,
+            context_key text NOT NULL,
+            feature_uri text NOT NULL,
+            alpha float8 NOT NULL,
+            beta float8 NOT NULL,
+            interactions float8 NOT NULL,
+            updated_at float8 NOT NULL,
+            PRIMARY KEY (namespace_id, scope, stage_name, level, context_key, feature_uri)
+        );
+        CREATE TABLE eval_datasets (
+            dataset_id text PRIMARY KEY,
+            namespace_id text NOT NULL REFERENCES namespaces(namespace_id) ON DELETE CASCADE,
+            dataset_name text NOT NULL,
+            created_at timestamptz NOT NULL,
+            body json NOT NULL,
+            UNIQUE (namespace_id, dataset_name)
+        );
+        CREATE TABLE eval_runs (
+            evaluation_id text PRIMARY KEY,
+            namespace_id text NOT NULL REFERENCES namespaces(namespace_id) ON DELETE CASCADE,
+            retriever_id text NOT NULL,
+            dataset_name text NOT NULL,
+            status text NOT NULL,
+            created_at timestamptz NOT NULL,
+            body json NOT NULL
+        );
+        CREATE INDEX eval_runs_by_retriever ON eval_runs(namespace_id, retriever_id, created_at);
+        CREATE INDEX eval_runs_unfinished ON eval_runs(status) WHERE status IN ('pending', 'in_progress');
+        """,
+    ),
 )

@@ -121,8 +121,11 @@ class RetrieversMixin:
             )
 
     def delete_retriever(self, namespace_id: str, retriever_id: str) -> bool:
-        # (its cached results go too, once the caches live in PostgreSQL)
         with self.db.write() as conn:
+            conn.execute(
+                "DELETE FROM cache_entries WHERE namespace_id = %s AND retriever_id = %s",
+                (namespace_id, retriever_id),
+            )
             deleted = conn.execute(
                 "DELETE FROM retrievers WHERE retriever_id = %s AND namespace_id = %s",
                 (retriever_id, namespace_id),
