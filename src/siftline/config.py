@@ -170,6 +170,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except PydanticValidationError as exc:
         problems = "; ".join(
-            f"SIFTLINE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            (f"SIFTLINE_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
+            + str(err["msg"]).removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise ConfigError(f"Invalid settings: {problems}") from exc

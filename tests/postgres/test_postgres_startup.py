@@ -3,12 +3,20 @@ migrations are applied once, whoever starts first."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 import pytest
 
@@ -135,3 +143,57 @@ def test_servers_starting_together_apply_each_migration_once(database: str) -> N
     finally:
         for d in opened:
             d.close()
+
+
+def _siftline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "siftline", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_serve_with_an_unreachable_postgres_stops_with_the_fix_and_status_2(postgres: LocalPostgres) -> None:
+    url = f"postgresql://postgres@/postgres?host={postgres.root}&port={free_port()}"
+    done = _siftline(
+        "serve",
+        "--port",
+        str(free_port()),
+        env={"SIFTLINE_STORAGE": "postgres", "SIFTLINE_POSTGRES_URL": url},
+    )
+    said = " ".join((done.stdout + done.stderr).split())  # the console wraps long lines
+    assert done.returncode == 2
+    assert (
+        "Cannot connect to PostgreSQL" in said and "SIFTLINE_POSTGRES_URL" in said and "Traceback" not in said
+    )
+
+
+def test_serve_on_postgres_without_a_url_names_the_setting() -> None:
+    done = _siftline("serve", env={"SIFTLINE_STORAGE": "postgres", "SIFTLINE_POSTGRES_URL": ""})
+    assert done.returncode == 2 and "needs SIFTLINE_POSTGRES_URL" in " ".join(
+        (done.stdout + done.stderr).split()
+    )
+
+
+def test_serve_postgres_starts_a_local_cluster_serves_on_it_and_stops_it() -> None:
+    pg_dir = Path(tempfile.mkdtemp(prefix="siftline-serve-pg-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siftline", "serve-postgres", "--pg-dir", str(pg_dir), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline, health = time.monotonic() + 60, None
+        while time.monotonic() < deadline and health is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert health is not None and health["storage"] == "postgres"
+        assert (pg_dir / "pgdata" / "postmaster.pid").exists()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out[-2000:]
+    assert not (pg_dir / "pgdata" / "postmaster.pid").exists()  # the cluster was stopped
+    assert "Traceback" not in out
+    shutil.rmtree(pg_dir, ignore_errors=True)

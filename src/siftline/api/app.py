@@ -100,10 +100,13 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         svc = services or Services.open(settings)
         svc.bootstrap()
         if svc.storage.count_keys() == 0:
+            where = (
+                "SIFTLINE_STORAGE=postgres SIFTLINE_POSTGRES_URL=<the same URL> siftline keys create"
+                if svc.settings.storage == "postgres"
+                else f"siftline keys create --data-dir {svc.settings.data_dir}"
+            )
             log.warning(
-                "No API key exists yet: create one with `siftline keys create --data-dir %s` "
-                "(every route but /v1/health needs one).",
-                svc.settings.data_dir,
+                "No API key exists yet: create one with `%s` (every route but /v1/health needs one).", where
             )
         app.state.services = svc
         # Blocking handlers run on this many threads at once; more only add GIL hand-offs (measured by
