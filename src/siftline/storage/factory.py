@@ -8,10 +8,14 @@ from siftline.storage.base import Storage
 
 def open_storage(settings: Settings) -> Storage:
     if settings.storage == "postgres":
+        from siftline.storage.postgres.ann import AnnConfig
         from siftline.storage.postgres.backend import PostgresStorage
 
         assert settings.postgres_url is not None  # the settings refuse postgres without a URL
-        return PostgresStorage(settings.postgres_url, pool_size=settings.postgres_pool_size)
+        ann = AnnConfig(
+            settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search
+        )
+        return PostgresStorage(settings.postgres_url, pool_size=settings.postgres_pool_size, ann=ann)
 
     from siftline.storage.sqlite.backend import SQLiteStorage
 

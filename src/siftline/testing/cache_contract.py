@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -35,6 +35,7 @@ from siftline.ids import new_id
 from siftline.models import CacheEntry, Collection, DocumentWrite, Namespace, PayloadIndex, Retriever, utcnow
 from siftline.storage.base import Storage
 from siftline.testing.contract import (
+    CONTRACT_CHECKS,
     EMB_COSINE,
     OpenStorage,
     assert_same_ranking,
@@ -524,9 +525,7 @@ class CacheStoreContract(NamespacedContract):
         max_bytes=st.integers(12, 220),
         ops=st.lists(cache_ops, min_size=10, max_size=60),
     )
-    @hypothesis_settings(
-        max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @hypothesis_settings(max_examples=50, deadline=None, suppress_health_check=CONTRACT_CHECKS)
     def test_random_puts_and_gets_behave_like_a_bounded_lru_cache(
         self,
         storage: Storage,
@@ -772,9 +771,7 @@ class CacheStoreContract(NamespacedContract):
         assert storage.match_documents(current, ["list", "scalar"], node) == {"list", "scalar"}
 
     @given(plan=document_plans(), data=st.data())
-    @hypothesis_settings(
-        max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @hypothesis_settings(max_examples=50, deadline=None, suppress_health_check=CONTRACT_CHECKS)
     def test_match_documents_agrees_with_the_reference_evaluator(
         self, storage: Storage, ns: Namespace, plan: DocumentPlan, data: st.DataObject
     ) -> None:
@@ -836,9 +833,7 @@ class CacheStoreContract(NamespacedContract):
             assert json_form(storage.field_values(collection, ["big"], name)) == json_form(expected), name
 
     @given(plan=document_plans(), names=st.lists(st.sampled_from(VALUE_FIELDS), min_size=1, max_size=5))
-    @hypothesis_settings(
-        max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @hypothesis_settings(max_examples=50, deadline=None, suppress_health_check=CONTRACT_CHECKS)
     def test_field_values_agree_with_get_path(
         self, storage: Storage, ns: Namespace, plan: DocumentPlan, names: list[str]
     ) -> None:

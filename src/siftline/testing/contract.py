@@ -50,6 +50,9 @@ from siftline.models import (
 from siftline.storage.base import Storage
 
 OpenStorage = Callable[[], Storage]
+# Property tests of a contract get fresh storage per example from function-scoped fixtures, and run from
+# one subclass per backend in the same session (Hypothesis's "differing executors"): both are intended.
+CONTRACT_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.differing_executors]
 Direction = Literal["asc", "desc"]
 
 TEXT_DENSE = Feature("all_minilm_l6_v2", "dense", "text_extractor", "v1", 384, "cosine", ("text",))
@@ -750,9 +753,7 @@ class StorageContract(KeyContract, NamespaceContract):
         ),
         min_year=st.none() | st.integers(0, 3),
     )
-    @hypothesis_settings(
-        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=CONTRACT_CHECKS)
     def test_cursor_pagination_never_repeats_or_skips(
         self,
         storage: Storage,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -29,6 +29,7 @@ from siftline.models import Collection
 from siftline.storage import text
 from siftline.storage.base import Storage
 from siftline.testing.contract import (
+    CONTRACT_CHECKS,
     TEXT_BM25,
     OpenStorage,
     fresh,
@@ -109,9 +110,7 @@ class TextSearchContract:
     def storage(self, open_storage: OpenStorage) -> Storage:
         return open_storage()  # one per test: hypothesis examples each make their own collection
 
-    @hypothesis_settings(
-        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-    )
+    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=CONTRACT_CHECKS)
     @given(ops=_ops, queries=_queries)
     def test_text_search_is_exact_bm25_after_random_writes(
         self, storage: Storage, ops: list[tuple[str, int, str, str]], queries: list[Any]

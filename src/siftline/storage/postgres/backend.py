@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from siftline.storage.postgres.ann import AnnConfig, Builder
 from siftline.storage.postgres.cache import CacheMixin
 from siftline.storage.postgres.catalog import CatalogMixin
 from siftline.storage.postgres.collections import CollectionsMixin
@@ -33,10 +34,15 @@ class PostgresStorage(
     FusionMixin,
     EvaluationsMixin,
 ):
-    def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 10, timeout_s: float = 10.0, ann: AnnConfig | None = None
+    ) -> None:
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
+        self.ann = ann or AnnConfig()
+        self._builder = Builder(self.db, self.ann)
 
     def close(self) -> None:
+        self._builder.close()
         self.db.close()
 
     def info(self) -> dict[str, Any]:

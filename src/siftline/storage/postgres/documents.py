@@ -24,6 +24,7 @@ from siftline.filters import MISSING, Node, evaluate, get_path
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.storage import text
 from siftline.storage.cursors import decode_cursor, encode_cursor
+from siftline.storage.postgres.ann import AnnConfig, Builder, index_state
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.filter_sql import Frag, compile_filter, path_value, q
 from siftline.storage.postgres.jsonvalues import check_storable, exact_json, folded
@@ -50,6 +51,8 @@ def _wire(collection_id: str, row: tuple[Any, ...]) -> dict[str, Any]:
 
 class DocumentsMixin:
     db: Database
+    ann: AnnConfig
+    _builder: Builder
 
     # -- features ---------------------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class DocumentsMixin:
                         self._write_vectors(cur, seq, feature, writes, rowids)
                     elif feature.kind == "bm25":
                         self._write_texts(cur, seq, feature, writes, rowids)
+        self._builder.poke()  # a feature may have reached the HNSW threshold
 
     @staticmethod
     def _write_vectors(
@@ -350,20 +354,51 @@ class DocumentsMixin:
             if seq is None:
                 return []
             where = self._where(conn, collection, filter)
-            rows = conn.execute(
-                f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM vectors v "
-                f"JOIN documents d ON d.rowid = v.rowid WHERE v.feature_seq = %s AND {where.sql} "
-                "ORDER BY dist, d.document_id LIMIT %s",
-                (vector, seq, *where.params, top_k),
-            ).fetchall()
-            examined = None
-            if stats is not None:
-                examined = conn.execute(
-                    "SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)
-                ).fetchone()[0]
+            hnsw = feature.dimension is not None and index_state(conn, seq) == "valid"
+            total = int(
+                conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+            )
+            share, ef = 1.0, max(self.ann.ef_search, top_k)
+            if hnsw and filter is not None:  # as the embedded backend: few passing → exact; else a wider walk
+                passing = int(
+                    conn.execute(
+                        f"SELECT count(*) FROM vectors v JOIN documents d ON d.rowid = v.rowid "
+                        f"WHERE v.feature_seq = %s AND {where.sql}",
+                        (seq, *where.params),
+                    ).fetchone()[0]
+                )
+                share = passing / max(1, total)
+                hnsw = passing > max(self.ann.exact_filter_floor, int(self.ann.exact_filter_max * total))
+            if hnsw:  # the partial index's own expression, so the planner can walk it
+                ef = max(self.ann.ef_for(total, share), top_k)
+                conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+                if filter is not None:  # keep walking the graph while the filter drops candidates
+                    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                dim = int(feature.dimension)  # type: ignore[arg-type]
+                key = f"(v.embedding::vector({dim})) {distance} %s::vector({dim})"
+                # the inner query is the shape pgvector's index answers: one feature's rows by distance
+                passes = (
+                    ""
+                    if filter is None
+                    else f" AND EXISTS (SELECT 1 FROM documents d WHERE d.rowid = v.rowid AND {where.sql})"
+                )
+                rows = conn.execute(
+                    f"SELECT d.document_id, hits.dist FROM (SELECT v.rowid, {key} AS dist FROM vectors v "
+                    f"WHERE v.feature_seq = %s{passes} ORDER BY {key} LIMIT %s) hits "
+                    "JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id",
+                    (vector, seq, *(where.params if filter is not None else ()), vector, top_k),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM vectors v "
+                    f"JOIN documents d ON d.rowid = v.rowid WHERE v.feature_seq = %s AND {where.sql} "
+                    "ORDER BY dist, d.document_id LIMIT %s",
+                    (vector, seq, *where.params, top_k),
+                ).fetchall()
         if stats is not None:
-            stats.update({"path": "exact", "ef_search": None, "candidates_examined": int(examined or 0),
-                          "pending_scanned": 0, "segments": 0})  # fmt: skip
+            stats.update({"path": "hnsw" if hnsw else "exact", "ef_search": ef if hnsw else None,
+                          "candidates_examined": 0 if hnsw else total, "pending_scanned": 0,
+                          "segments": 1 if hnsw else 0})  # fmt: skip
         return [(doc_id, -float(dist)) for doc_id, dist in rows]
 
     def vector_index_status(self, collection: Collection, feature: Feature) -> dict[str, Any]:
@@ -372,13 +407,35 @@ class DocumentsMixin:
             count = (
                 0
                 if seq is None
-                else conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+                else int(
+                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+                )
             )
-        return {"path": "exact", "vectors": int(count), "indexed": int(count), "pending": 0, "tombstones": 0,
-                "segments": 0, "building": False}  # fmt: skip
+            state = "none" if seq is None else index_state(conn, seq)
+        return {
+            "path": "hnsw" if state == "valid" else "exact",
+            "vectors": count,
+            "indexed": count,  # pgvector indexes every write at once: nothing waits
+            "pending": 0,
+            "tombstones": 0,
+            "segments": 1 if state == "valid" else 0,
+            "building": state == "building",
+            "m": self.ann.m,
+            "ef_construction": self.ann.ef_construction,
+            "ef_search": self.ann.ef_search,
+            "threshold": self.ann.threshold,
+        }
 
     def build_vector_index(self, collection: Collection, feature: Feature) -> dict[str, Any]:
-        return self.vector_index_status(collection, feature)
+        """Build the feature's HNSW index now when it has reached the threshold (below it, search is exact
+        by design); the status after."""
+        status = self.vector_index_status(collection, feature)
+        if status["vectors"] >= self.ann.threshold and status["path"] != "hnsw" and feature.dimension:
+            with self.db.read() as conn:
+                seq = self._seqs(conn, collection.collection_id)[(feature.name, "dense")]
+            self._builder.build(seq, feature.dimension, feature.metric)
+            status = self.vector_index_status(collection, feature)
+        return status
 
     def text_search(
         self, collection: Collection, feature: Feature, query: str, top_k: int, filter: Node | None = None

@@ -1,0 +1,141 @@
+"""HNSW indexes of dense features in PostgreSQL (pgvector), built once a feature is large enough.
+
+Vectors of every feature live in one table, ``vectors(feature_seq, rowid, embedding vector)``. A feature
+with at least ``threshold`` vectors gets a partial HNSW index of its own on the typed expression
+``(embedding::vector(<dim>))`` with ``WHERE feature_seq = <seq>`` (so many collections never share one
+index), built with ``CREATE INDEX CONCURRENTLY`` by a background thread while writes and searches go on
+(pgvector keeps it current on every later write: nothing is ever pending). Searches under the threshold,
+or while the index builds, are exact.
+
+Several servers: the build of one feature is leased with a session-level advisory lock, so one server
+builds it; the others see the index once it is valid (``pg_index.indisvalid``). A build that died leaves
+an invalid index, which the next build drops first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from siftline.storage.postgres.db import Database
+
+log = logging.getLogger("siftline.postgres.ann")
+BUILD_LOCK = 0x5F1A4400  # + feature seq: the advisory lock that leases one feature's build
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """The embedded backend's HNSW settings, meaning the same here (``storage/sqlite/hnsw.py``)."""
+
+    threshold: int = 20_000
+    m: int = 32
+    ef_construction: int = 64
+    ef_search: int = 96
+    exact_filter_max: float = 0.02  # a filter passing at most this share (or the floor) is searched exactly
+    exact_filter_floor: int = 2_000
+
+    def ef_for(self, size: int, share: float = 1.0) -> int:
+        """``ef_search`` widened by sqrt(size / 100k) for a larger graph and by 1 / sqrt(share) for a
+        filter passing ``share`` of it (at least 5 %), as the embedded backend widens it."""
+        wider = max(1.0, size / 100_000) ** 0.5 / max(share, 0.05) ** 0.5
+        return int(min(4096, self.ef_search * wider))
+
+
+def index_name(seq: int) -> str:
+    return f"vectors_hnsw_{int(seq)}"
+
+
+def opclass(metric: str | None) -> str:
+    return "vector_l2_ops" if metric == "euclidean" else "vector_ip_ops"  # cosine vectors are unit length
+
+
+def index_state(conn: Any, seq: int) -> str:
+    """'valid', 'building' (present, not valid yet) or 'none'."""
+    row = conn.execute(
+        "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = %s",
+        (index_name(seq),),
+    ).fetchone()
+    if row is None:
+        return "none"
+    return "valid" if row[0] else "building"
+
+
+class Builder:
+    """One thread per storage: after writes, builds the HNSW index of each feature that crossed the
+    threshold (``poke``); ``build`` builds one at once."""
+
+    def __init__(self, db: Database, config: AnnConfig) -> None:
+        self.db, self.config = db, config
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def poke(self) -> None:
+        with self._guard:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="siftline-pg-indexer", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(5.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                for seq, dim, metric in self._due():
+                    if self._stop.is_set():
+                        return
+                    self.build(seq, dim, metric)
+            except Exception:  # a failed build leaves searches exact; the next write tries again
+                log.exception("building an HNSW index failed")
+
+    def _due(self) -> list[tuple[int, int, str | None]]:
+        """Dense features at or above the threshold without a valid index: (seq, dimension, metric)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT f.seq, f.name, c.config FROM features f JOIN collections c USING (collection_id) "
+                "WHERE f.kind = 'dense' AND (SELECT count(*) FROM vectors v WHERE v.feature_seq = f.seq) >= %s",
+                (self.config.threshold,),
+            ).fetchall()
+            due = []
+            for seq, name, cfg in rows:
+                feature = next(
+                    (f for f in cfg["features"] if f["kind"] == "dense" and f["name"] == name), None
+                )
+                if feature and feature.get("dimension") and index_state(conn, seq) != "valid":
+                    due.append((int(seq), int(feature["dimension"]), feature.get("metric")))
+        return due
+
+    def build(self, seq: int, dimension: int, metric: str | None) -> bool:
+        """Build feature ``seq``'s index unless another server holds its lease; True when valid after."""
+        with self.db.pool.connection() as conn:  # autocommit: CREATE INDEX CONCURRENTLY runs outside a block
+            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK + seq,)).fetchone()[0]:  # type: ignore[index]
+                return False
+            try:
+                state = index_state(conn, seq)
+                if state == "building":  # left invalid by a build that died
+                    conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index_name(seq)}")
+                if state != "valid":
+                    conn.execute("SET maintenance_work_mem = '512MB'")
+                    conn.execute(
+                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(seq)} ON vectors USING hnsw "
+                        f"((embedding::vector({int(dimension)})) {opclass(metric)}) "
+                        f"WITH (m = {int(self.config.m)}, ef_construction = {int(self.config.ef_construction)}) "
+                        f"WHERE feature_seq = {int(seq)}"
+                    )
+                    conn.execute("RESET maintenance_work_mem")
+                    conn.execute("ANALYZE vectors")  # the planner weighs the index against exact scans
+                return index_state(conn, seq) == "valid"
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK + seq,))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
