@@ -84,5 +84,12 @@ class StorageError(InternalServerError):
     """A backend failure translated at the storage boundary (``raise StorageError(...) from exc``)."""
 
 
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached right now (e.g. PostgreSQL restarting): 503, try again shortly."""
+
+    status = 503
+    type = "ServiceUnavailableError"
+
+
 class ConfigError(SiftlineError):
     """Bad settings: aborts start-up with a clear message (never reaches HTTP)."""

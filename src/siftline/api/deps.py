@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from siftline.models import ApiKey, Collection, Namespace
 from siftline.service import collections, keys, namespaces
 from siftline.service.container import Services
 
+T = TypeVar("T")
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer sk_…`.")
 
 
-# The dependencies are ``async def`` though they call storage: a key, namespace or collection lookup is one
-# indexed SQLite read (tens of µs), less than the hop to the thread pool a plain ``def`` would cost
-# (FastAPI runs each sync dependency in the pool).
+# The dependencies are ``async def`` though they call storage: on SQLite a key, namespace or collection
+# lookup is one indexed read (tens of µs), less than the hop to the thread pool a plain ``def`` would cost
+# (FastAPI runs each sync dependency in the pool). On PostgreSQL a lookup is a network round trip, which
+# may wait for a connection while the database is away: there they run in the pool (``_blocking``), so
+# the event loop never waits on the network.
+
+
+async def _blocking(svc: Services, fn: Callable[..., T], *args: Any) -> T:
+    if svc.settings.storage == "sqlite":
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 async def services(request: Request) -> Services:
@@ -31,7 +42,7 @@ async def api_key(
     svc: ServicesDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> ApiKey:
-    return keys.authenticate(svc.storage, request.headers.get("authorization"))
+    return await _blocking(svc, keys.authenticate, svc.storage, request.headers.get("authorization"))
 
 
 KeyDep = Annotated[ApiKey, Depends(api_key)]
@@ -49,14 +60,14 @@ async def namespace(
     ] = None,
 ) -> Namespace:
     requested = x_namespace or namespace_param or namespaces.DEFAULT_NAMESPACE
-    return namespaces.get(svc.storage, key, requested)
+    return await _blocking(svc, namespaces.get, svc.storage, key, requested)
 
 
 NamespaceDep = Annotated[Namespace, Depends(namespace)]
 
 
 async def collection(svc: ServicesDep, ns: NamespaceDep, collection_identifier: str) -> Collection:
-    return collections.get(svc.storage, ns, collection_identifier)
+    return await _blocking(svc, collections.get, svc.storage, ns, collection_identifier)
 
 
 CollectionDep = Annotated[Collection, Depends(collection)]

@@ -114,7 +114,7 @@ class Builder:
     def build(self, seq: int, dimension: int, metric: str | None) -> bool:
         """Build feature ``seq``'s index unless another server holds its lease; True when valid after."""
         with self.db.pool.connection() as conn:  # autocommit: CREATE INDEX CONCURRENTLY runs outside a block
-            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK + seq,)).fetchone()[0]:  # type: ignore[index]
+            if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK + seq,)).fetchone()[0]:
                 return False
             try:
                 state = index_state(conn, seq)

@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from siftline.errors import StorageError
+from siftline.errors import StorageError, StorageUnavailableError
 from siftline.storage.postgres.migrations import MIGRATIONS, Migration
 
 MIN_SERVER = 150000  # PostgreSQL 15 (server_version_num)
@@ -65,7 +65,6 @@ def _redacted(url: str) -> str:
 class Database:
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10, timeout_s: float = 10.0) -> None:
         import psycopg
-        from psycopg_pool import ConnectionPool
 
         self.url = url
         self.timeout_s = timeout_s
@@ -74,16 +73,24 @@ class Database:
                 self._check(conn)
         except psycopg.OperationalError as exc:
             raise _connect_error(url, exc) from None
-        self.pool = ConnectionPool(
-            url,
+        self._pool_size = (min_size, max_size)
+        self.pool = self._new_pool()
+        self.migrate()
+
+    def _new_pool(self) -> Any:
+        from psycopg_pool import ConnectionPool
+
+        min_size, max_size = self._pool_size
+        return ConnectionPool(
+            self.url,
             min_size=min_size,
             max_size=max_size,
-            timeout=timeout_s,
-            kwargs={"autocommit": True},
+            timeout=self.timeout_s,  # a request waits this long for a connection, then gets a 503
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self.timeout_s))},
+            check=ConnectionPool.check_connection,  # a connection broken by a restart is replaced, not used
             open=True,
             name="siftline",
         )
-        self.migrate()
 
     # -- start-up checks -------------------------------------------------------------------------
 
@@ -167,29 +174,31 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Any]:
         """A connection whose statements run in one REPEATABLE READ snapshot."""
-        import psycopg
-
-        try:
-            with self.pool.connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise StorageError(f"PostgreSQL is unavailable: {exc}") from exc
-        except psycopg.Error as exc:
-            raise StorageError(f"Database read failed: {exc}") from exc
+        with self._translated("read"), self.pool.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield conn
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Any]:
         """A connection inside one transaction: committed on success, rolled back on any error."""
+        with self._translated("write"), self.pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """PostgreSQL's errors as the error tree's: unreachable → 503 (StorageUnavailableError)."""
         import psycopg
+        from psycopg_pool import PoolTimeout
 
         try:
-            with self.pool.connection() as conn, conn.transaction():
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise StorageError(f"PostgreSQL is unavailable: {exc}") from exc
+            yield
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StorageUnavailableError(
+                f"The database is unavailable ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
+                "the request was not carried out: retry in a few seconds."
+            ) from exc
         except psycopg.Error as exc:
-            raise StorageError(f"Database write failed: {exc}") from exc
+            raise StorageError(f"Database {what} failed: {exc}") from exc
 
     def close(self) -> None:
         self.pool.close()
