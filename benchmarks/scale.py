@@ -194,17 +194,8 @@ class RssSampler:
 
 
 def drain_stderr(server: Server) -> collections.deque[str]:
-    """Read the server's stderr in a thread (a full pipe would block the server); keeps the tail."""
-    tail: collections.deque[str] = collections.deque(maxlen=50)
-    stream = server.proc.stderr if server.proc else None
-    if stream is not None:
-
-        def run() -> None:
-            for line in iter(stream.readline, b""):
-                tail.append(line.decode(errors="replace").rstrip())
-
-        threading.Thread(target=run, daemon=True).start()
-    return tail
+    """The tail of the server's stderr (``Server`` reads it in a thread: a full pipe would block it)."""
+    return server.stderr_tail
 
 
 # -- exact ground truth ------------------------------------------------------------------------

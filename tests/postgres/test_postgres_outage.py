@@ -4,6 +4,8 @@ in the error envelope within the request timeout (no hang, no 500), and the serv
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -28,12 +30,14 @@ HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 @pytest.fixture
 def own_cluster() -> Iterator[LocalPostgres]:
-    """A cluster of this test's own (it is stopped and started again)."""
-    cluster = LocalPostgres().start()
+    """A cluster of this test's own, kept on disk when stopped (it is stopped and started again)."""
+    root = Path(tempfile.mkdtemp(prefix="siftline-pg-outage-"))  # not a tmp_path: user postgres must reach it
+    cluster = LocalPostgres(root).start()
     try:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _url(cluster: LocalPostgres) -> str:
@@ -135,11 +139,6 @@ def test_postgres_down_gives_a_503_in_the_envelope_within_the_request_timeout(
     _down_then_up(own_cluster, tmp_path, check_recovery=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13, open: after PostgreSQL comes back the server's connection pool keeps timing out "
-    "(psycopg_pool's reconnection back-off); recovery without a restart is not done yet",
-)
 def test_the_server_recovers_by_itself_when_postgres_is_back(
     own_cluster: LocalPostgres, tmp_path: Path
 ) -> None:

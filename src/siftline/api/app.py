@@ -64,7 +64,9 @@ def _validation_errors(exc: RequestValidationError) -> ValidationError:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SiftlineError)
     async def _siftline(_: Request, exc: SiftlineError) -> JSONResponse:
-        if exc.status >= 500:
+        if exc.status == 503:  # the database is away: said once per request, no traceback
+            log.warning("unavailable: %s", exc.message)
+        elif exc.status >= 500:
             log.error("internal error: %s", exc.message, exc_info=exc)
         return _envelope(exc)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,10 +58,12 @@ class Server:
             stderr=subprocess.PIPE,
             env={**os.environ, **self.env},
         )
+        self._drain()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                self._drained.join(timeout=5)
+                err = "\n".join(self.stderr_tail)
                 raise RuntimeError(f"siftline serve exited with {self.proc.returncode}: {err}")
             try:
                 if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
@@ -69,6 +73,20 @@ class Server:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError("siftline serve did not answer /v1/health in time")
+
+    def _drain(self) -> None:
+        """Read the server's stderr in a thread, keeping the last lines (``stderr_tail``): a pipe nobody
+        reads fills up (64 KB) and then blocks the server the next time it logs."""
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=200)
+        stream = self.proc.stderr if self.proc else None
+
+        def run() -> None:
+            if stream is not None:
+                for line in iter(stream.readline, b""):
+                    self.stderr_tail.append(line.decode(errors="replace").rstrip())
+
+        self._drained = threading.Thread(target=run, name="server-stderr", daemon=True)
+        self._drained.start()
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM, as a service manager would)."""

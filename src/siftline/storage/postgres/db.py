@@ -15,6 +15,8 @@ Connections come from a psycopg 3 pool (``psycopg_pool``); :meth:`Database.read`
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +76,9 @@ class Database:
         except psycopg.OperationalError as exc:
             raise _connect_error(url, exc) from None
         self._pool_size = (min_size, max_size)
+        self._pool_lock = threading.Lock()
+        self._unavailable_since: float | None = None  # when requests began to fail for want of the database
+        self._last_probe = 0.0
         self.pool = self._new_pool()
         self.migrate()
 
@@ -91,6 +96,24 @@ class Database:
             open=True,
             name="siftline",
         )
+
+    def _recover(self) -> None:
+        """After the database was unreachable: once a direct connection succeeds again, swap in a fresh
+        pool and close the old one in the background (the old pool's reconnection back-off doubles each
+        attempt, so it could stay away for minutes after the database is back). One probe a second."""
+        import psycopg
+
+        with self._pool_lock:
+            if self._unavailable_since is None or time.monotonic() - self._last_probe < 1.0:
+                return
+            self._last_probe = time.monotonic()
+            try:
+                psycopg.connect(self.url, connect_timeout=2, autocommit=True).close()
+            except psycopg.Error:
+                return  # still away
+            old, self.pool = self.pool, self._new_pool()
+            self._unavailable_since = None
+        threading.Thread(target=old.close, kwargs={"timeout": 5}, daemon=True).start()
 
     # -- start-up checks -------------------------------------------------------------------------
 
@@ -190,9 +213,14 @@ class Database:
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        if self._unavailable_since is not None:
+            self._recover()
         try:
             yield
         except (psycopg.OperationalError, PoolTimeout) as exc:
+            with self._pool_lock:
+                if self._unavailable_since is None:
+                    self._unavailable_since = time.monotonic()
             raise StorageUnavailableError(
                 f"The database is unavailable ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}); "
                 "the request was not carried out: retry in a few seconds."
