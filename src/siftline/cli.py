@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -70,18 +73,16 @@ def _serve(settings: Settings) -> None:
     where = "PostgreSQL" if settings.storage == "postgres" else f"data: {settings.data_dir.resolve()}"
     console.print(f"Siftline on http://{settings.host}:{settings.port} ({where})")
     console.print(f"API docs: http://{settings.host}:{settings.port}/docs")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has shut down
         uvicorn.run(
-            create_app(settings, services),
+            # the application closes the services at shutdown (saving the vector index): after a SIGTERM
+            # uvicorn re-raises the signal once it has shut down, and nothing after this call would run
+            create_app(settings, services, close_services=True),
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
             access_log=settings.access_log,
         )
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down: nothing left to say
-        pass
-    finally:
-        services.close()
 
 
 @app.command("serve-postgres")
@@ -101,6 +102,8 @@ def serve_postgres(
     except RuntimeError as exc:
         console.print(f"[red]Could not start the local PostgreSQL: {exc}[/red]")
         raise typer.Exit(2) from exc
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through Python lets `finally` stop PostgreSQL
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         console.print(f"PostgreSQL in {cluster.root} (socket there, port {cluster.port})")
         console.print(

@@ -92,13 +92,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return _envelope(InternalServerError("Internal server error; the server log has the details."))
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, services: Services | None = None, *, close_services: bool = False
+) -> FastAPI:
     """The application; ``services`` may be given (tests), otherwise opened from ``settings``."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        owned = services is None
+        owned = services is None or close_services  # closed at shutdown, before the process exits
         svc = services or Services.open(settings)
         svc.bootstrap()
         if svc.storage.count_keys() == 0:
