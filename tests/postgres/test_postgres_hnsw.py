@@ -3,6 +3,7 @@ the background, with recall@10 ≥ 0.95 against exact search, filters kept, writ
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from siftline.filters import parse_filter
 from siftline.models import Collection, DocumentWrite, Feature
-from siftline.storage.postgres.ann import AnnConfig, index_name
+from siftline.storage.postgres.ann import AnnConfig, index_name, index_state
 from siftline.storage.postgres.backend import PostgresStorage
 from siftline.testing.contract import brute_force, new_collection, new_namespace
 
@@ -175,3 +176,36 @@ def test_build_vector_index_builds_at_once(database: str) -> None:
         assert storage.build_vector_index(collection, EMB)["path"] == "hnsw"
     finally:
         storage.close()
+
+
+def test_two_servers_never_build_one_index_at_once(database: str) -> None:
+    """The build of a feature's index is leased: while one server builds it, another's attempt returns at
+    once without building; afterwards both see the one valid index."""
+    config = AnnConfig(threshold=10**9, m=16, ef_construction=200)  # no background builds: built by hand
+    first, second = (PostgresStorage(database, pool_size=2, ann=config) for _ in range(2))
+    try:
+        collection = new_collection(first, new_namespace(first, "main"), "vecs", (EMB,), ())
+        docs = writes(np.random.default_rng(4), 0, 20_000)
+        for lo in range(0, len(docs), 2000):
+            first.put_documents(collection, docs[lo : lo + 2000], replace=False)
+        with first.db.read() as conn:
+            seq = first._seqs(conn, collection.collection_id)[("emb", "dense")]
+        results: list[bool] = []
+        builder = threading.Thread(target=lambda: results.append(first._builder.build(seq, 16, "cosine")))
+        builder.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the first server's build has begun
+            with second.db.read() as conn:
+                if index_state(conn, seq) == "building":
+                    break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the first build never started")
+        assert second._builder.build(seq, 16, "cosine") is False  # leased: returns without building
+        builder.join(timeout=120)
+        assert results == [True]
+        assert second.vector_index_status(collection, EMB)["path"] == "hnsw"
+        assert second._builder.build(seq, 16, "cosine") is True  # valid already: nothing to build
+    finally:
+        first.close()
+        second.close()
