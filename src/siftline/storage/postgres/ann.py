@@ -51,15 +51,22 @@ def opclass(metric: str | None) -> str:
     return "vector_l2_ops" if metric == "euclidean" else "vector_ip_ops"  # cosine vectors are unit length
 
 
-def index_state(conn: Any, seq: int) -> str:
-    """'valid', 'building' (present, not valid yet) or 'none'."""
+def index_info(conn: Any, seq: int) -> tuple[str, int]:
+    """The state of feature ``seq``'s index — 'valid', 'building' (present, not valid yet) or 'none' —
+    and the vectors it held when last counted (PostgreSQL's ``reltuples``: set by the build and by
+    ANALYZE; an estimate, read without scanning anything)."""
     row = conn.execute(
-        "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE c.relname = %s",
+        "SELECT i.indisvalid, c.reltuples FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+        "WHERE c.relname = %s",
         (index_name(seq),),
     ).fetchone()
     if row is None:
-        return "none"
-    return "valid" if row[0] else "building"
+        return "none", 0
+    return ("valid" if row[0] else "building"), max(0, int(row[1]))
+
+
+def index_state(conn: Any, seq: int) -> str:
+    return index_info(conn, seq)[0]
 
 
 class Builder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -11,13 +10,10 @@ from psycopg.types.json import Jsonb
 from siftline.errors import AlreadyExistsError
 from siftline.models import ApiKey, Namespace
 from siftline.storage.postgres.db import Database
+from siftline.storage.postgres.values import utc
 
 _KEY_COLS = "key_id, name, prefix, namespaces, created_at, revoked_at"
 _NS_COLS = "namespace_id, namespace_name, description, metadata, created_at, updated_at"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
@@ -27,14 +23,14 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         name=name,
         prefix=prefix,
         namespaces=tuple(namespaces) if namespaces is not None else None,
-        created_at=_utc(created_at),  # type: ignore[arg-type]
-        revoked_at=_utc(revoked_at),
+        created_at=utc(created_at),  # type: ignore[arg-type]
+        revoked_at=utc(revoked_at),
     )
 
 
 def _namespace(row: tuple[Any, ...]) -> Namespace:
     ns_id, name, description, metadata, created_at, updated_at = row
-    return Namespace(ns_id, name, description, metadata, _utc(created_at), _utc(updated_at))  # type: ignore[arg-type]
+    return Namespace(ns_id, name, description, metadata, utc(created_at), utc(updated_at))  # type: ignore[arg-type]
 
 
 class CatalogMixin:

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from siftline.errors import AlreadyExistsError
-from siftline.models import Collection, Feature, PayloadIndex
+from siftline.models import Collection
+from siftline.storage import rows
 from siftline.storage.postgres.db import Database
-from siftline.storage.postgres.values import json_text, utc
+from siftline.storage.postgres.values import json_text, utc_of
 
 _COLS = (
     "collection_id, namespace_id, collection_name, description, config, created_at, updated_at, write_version"
@@ -17,32 +17,13 @@ _COLS = (
 
 
 def _config(collection: Collection) -> str:
-    return json_text(
-        {
-            "feature_extractor": collection.feature_extractor,
-            "features": [asdict(f) for f in collection.features],
-            "payload_indexes": [asdict(p) for p in collection.payload_indexes],
-            "metadata": collection.metadata,
-        }
-    )
+    return json_text(rows.collection_config(collection))
 
 
 def collection_of(row: tuple[Any, ...]) -> Collection:
     col_id, ns_id, name, description, cfg, created_at, updated_at, version = row
-    return Collection(
-        collection_id=col_id,
-        namespace_id=ns_id,
-        collection_name=name,
-        description=description,
-        feature_extractor=cfg.get("feature_extractor"),
-        features=tuple(
-            Feature(**{**f, "source_fields": tuple(f.get("source_fields", ()))}) for f in cfg["features"]
-        ),
-        payload_indexes=tuple(PayloadIndex(**p) for p in cfg.get("payload_indexes", [])),
-        metadata=cfg.get("metadata") or {},
-        created_at=utc(created_at),  # type: ignore[arg-type]
-        updated_at=utc(updated_at),  # type: ignore[arg-type]
-        write_version=int(version),
+    return rows.collection_of(
+        col_id, ns_id, name, description, cfg, utc_of(created_at), utc_of(updated_at), version
     )
 
 

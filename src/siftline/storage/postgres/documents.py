@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
-from siftline.filters import MISSING, Node, evaluate, get_path
+from siftline.filters import Node, evaluate, get_path
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.storage import text
 from siftline.storage.cursors import decode_cursor, encode_cursor
-from siftline.storage.postgres.ann import AnnConfig, Builder, index_state
+from siftline.storage.postgres.ann import AnnConfig, Builder, index_info, index_state
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.filter_sql import Frag, compile_filter, path_value, q
 from siftline.storage.postgres.jsonvalues import check_storable, exact_json, folded
@@ -323,8 +323,7 @@ class DocumentsMixin:
             ).fetchall()
         out: dict[str, Any] = {}
         for row in rows:
-            value = get_path(_wire(collection.collection_id, row), field)
-            out[row[1]] = value if value is not MISSING else MISSING
+            out[row[1]] = get_path(_wire(collection.collection_id, row), field)
         return out
 
     # -- searches ---------------------------------------------------------------------------------
@@ -354,12 +353,13 @@ class DocumentsMixin:
             if seq is None:
                 return []
             where = self._where(conn, collection, filter)
-            hnsw = feature.dimension is not None and index_state(conn, seq) == "valid"
-            total = int(
-                conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
-            )
+            state, total = index_info(conn, seq)  # total: the index's own estimate, read without a scan
+            hnsw = feature.dimension is not None and state == "valid"
             share, ef = 1.0, max(self.ann.ef_search, top_k)
             if hnsw and filter is not None:  # as the embedded backend: few passing → exact; else a wider walk
+                total = int(  # the share a filter passes needs the real count, not the estimate
+                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+                )
                 passing = int(
                     conn.execute(
                         f"SELECT count(*) FROM vectors v JOIN documents d ON d.rowid = v.rowid "
@@ -395,6 +395,10 @@ class DocumentsMixin:
                     "ORDER BY dist, d.document_id LIMIT %s",
                     (vector, seq, *where.params, top_k),
                 ).fetchall()
+            if stats is not None and not hnsw:  # an exact search examined every vector of the feature
+                total = int(
+                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+                )
         if stats is not None:
             stats.update({"path": "hnsw" if hnsw else "exact", "ef_search": ef if hnsw else None,
                           "candidates_examined": 0 if hnsw else total, "pending_scanned": 0,

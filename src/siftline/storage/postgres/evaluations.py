@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from datetime import datetime
-from typing import Any
-
 from siftline.errors import AlreadyExistsError
-from siftline.models import EvaluationDataset, EvaluationRun, iso
+from siftline.models import EvaluationDataset, EvaluationRun
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.values import json_text
+from siftline.storage.rows import dataset_of, evaluation_body, run_of
 
 
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _dump(obj: Any) -> str:
-    data = asdict(obj)
-    for key in ("created_at", "updated_at", "completed_at"):
-        if key in data:
-            data[key] = iso(data[key]) if data[key] is not None else None
-    return json_text(data)
-
-
-def _dataset(data: dict[str, Any]) -> EvaluationDataset:
-    data = dict(data)
-    data["created_at"], data["updated_at"] = _ts(data["created_at"]), _ts(data["updated_at"])
-    return EvaluationDataset(**data)
-
-
-def _run(data: dict[str, Any]) -> EvaluationRun:
-    data = dict(data)
-    data.setdefault("owner", None)
-    for key in ("created_at", "updated_at", "completed_at"):
-        data[key] = _ts(data[key])
-    return EvaluationRun(**data)
+def _dump(obj: EvaluationDataset | EvaluationRun) -> str:
+    return json_text(evaluation_body(obj))
 
 
 class EvaluationsMixin:
@@ -64,7 +39,7 @@ class EvaluationsMixin:
                 "ORDER BY dataset_id = %s DESC LIMIT 1",
                 (namespace_id, id_or_name, id_or_name, id_or_name),
             ).fetchone()
-        return _dataset(row[0]) if row else None
+        return dataset_of(row[0]) if row else None
 
     def list_datasets(
         self, namespace_id: str, limit: int, offset: int
@@ -78,7 +53,7 @@ class EvaluationsMixin:
                 "LIMIT %s OFFSET %s",
                 (namespace_id, limit, offset),
             ).fetchall()
-        return [_dataset(r[0]) for r in rows], int(total[0])
+        return [dataset_of(r[0]) for r in rows], int(total[0])
 
     def delete_dataset(self, namespace_id: str, dataset_id: str) -> bool:
         with self.db.write() as conn:
@@ -107,7 +82,7 @@ class EvaluationsMixin:
                 "SELECT body FROM eval_runs WHERE namespace_id = %s AND evaluation_id = %s",
                 (namespace_id, evaluation_id),
             ).fetchone()
-        return _run(row[0]) if row else None
+        return run_of(row[0]) if row else None
 
     def list_evaluations(
         self,
@@ -129,11 +104,11 @@ class EvaluationsMixin:
                 f"SELECT body FROM eval_runs WHERE {where} ORDER BY created_at DESC, evaluation_id LIMIT %s OFFSET %s",
                 [*params, limit, offset],
             ).fetchall()
-        return [_run(r[0]) for r in rows], int(total)
+        return [run_of(r[0]) for r in rows], int(total)
 
     def unfinished_evaluations(self) -> list[EvaluationRun]:
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT body FROM eval_runs WHERE status IN ('pending', 'in_progress')"
             ).fetchall()
-        return [_run(r[0]) for r in rows]
+        return [run_of(r[0]) for r in rows]

@@ -15,7 +15,8 @@ from psycopg.types.json import Jsonb
 
 from siftline.models import Interaction, InteractionQuery
 from siftline.storage.postgres.db import Database
-from siftline.storage.postgres.values import json_text, utc
+from siftline.storage.postgres.values import json_text, utc_of
+from siftline.storage.rows import interaction_body, interaction_of
 
 _COLS = (
     "interaction_id, namespace_id, execution_id, retriever_id, feature_id, types, position, user_id, "
@@ -24,41 +25,15 @@ _COLS = (
 
 
 def _row(i: Interaction) -> tuple[Any, ...]:
-    body = {
-        "feature_uri": i.feature_uri,
-        "document_score": i.document_score,
-        "result_set_size": i.result_set_size,
-        "metadata": i.metadata,
-        "query_snapshot": i.query_snapshot,
-    }
     return (
         i.interaction_id, i.namespace_id, i.execution_id, i.retriever_id, i.feature_id,
         Jsonb(list(i.interaction_types)), i.position, i.user_id, i.session_id, i.recorded_at,
-        i.occurred_at, i.dedupe_key, json_text(body),
+        i.occurred_at, i.dedupe_key, json_text(interaction_body(i)),
     )  # fmt: skip
 
 
 def _interaction(row: tuple[Any, ...]) -> Interaction:
-    (iid, ns, ex, ret, feat, types, pos, user, session, recorded, occurred, key, rest) = row
-    return Interaction(
-        interaction_id=iid,
-        namespace_id=ns,
-        execution_id=ex,
-        retriever_id=ret,
-        feature_id=feat,
-        interaction_types=tuple(types),
-        position=pos,
-        recorded_at=utc(recorded),  # type: ignore[arg-type]
-        occurred_at=utc(occurred),  # type: ignore[arg-type]
-        user_id=user,
-        session_id=session,
-        feature_uri=rest.get("feature_uri"),
-        document_score=rest.get("document_score"),
-        result_set_size=rest.get("result_set_size"),
-        metadata=rest.get("metadata") or {},
-        query_snapshot=rest.get("query_snapshot"),
-        dedupe_key=key,
-    )
+    return interaction_of(row, row[5], utc_of(row[9]), utc_of(row[10]), row[12])
 
 
 class InteractionsMixin:

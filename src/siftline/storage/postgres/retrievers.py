@@ -7,44 +7,19 @@ from typing import Any
 from siftline.errors import AlreadyExistsError
 from siftline.models import Retriever
 from siftline.storage.postgres.db import Database
-from siftline.storage.postgres.values import json_text, utc
+from siftline.storage.postgres.values import json_text, utc_of
+from siftline.storage.rows import retriever_config, retriever_of
 
 _COLS = "retriever_id, namespace_id, retriever_name, config, created_at, updated_at, version"
 
 
 def _config(r: Retriever) -> str:
-    return json_text(
-        {
-            "description": r.description,
-            "collection_ids": list(r.collection_ids),
-            "stages": list(r.stages),
-            "input_schema": r.input_schema,
-            "budget_limits": r.budget_limits,
-            "cache_config": r.cache_config,
-            "tags": list(r.tags),
-            "metadata": r.metadata,
-        }
-    )
+    return json_text(retriever_config(r))
 
 
 def _retriever(row: tuple[Any, ...]) -> Retriever:
     rid, ns_id, name, cfg, created_at, updated_at, version = row
-    return Retriever(
-        retriever_id=rid,
-        namespace_id=ns_id,
-        retriever_name=name,
-        description=cfg.get("description"),
-        collection_ids=tuple(cfg.get("collection_ids", ())),
-        stages=tuple(cfg.get("stages", ())),
-        input_schema=cfg.get("input_schema") or {},
-        budget_limits=cfg.get("budget_limits") or {},
-        cache_config=cfg.get("cache_config") or {},
-        tags=tuple(cfg.get("tags", ())),
-        metadata=cfg.get("metadata") or {},
-        created_at=utc(created_at),  # type: ignore[arg-type]
-        updated_at=utc(updated_at),  # type: ignore[arg-type]
-        version=version,
-    )
+    return retriever_of(rid, ns_id, name, cfg, utc_of(created_at), utc_of(updated_at), version)
 
 
 def _taken(conn: Any, r: Retriever) -> bool:

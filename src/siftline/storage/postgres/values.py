@@ -29,6 +29,11 @@ def json_text(value: Any) -> str:
         return json.dumps(_finite(value), ensure_ascii=False, default=str, allow_nan=False)
 
 
+def utc_of(value: datetime) -> datetime:
+    """A NOT NULL timestamptz read back, in UTC."""
+    return value.astimezone(UTC)
+
+
 def utc(value: datetime | None) -> datetime | None:
     """A timestamptz read back, in UTC (the SQLite backend's times are UTC too)."""
     return value.astimezone(UTC) if value is not None else None

@@ -6,12 +6,12 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from siftline.errors import AlreadyExistsError
-from siftline.models import ApiKey, Collection, Feature, Namespace, PayloadIndex, iso
+from siftline.models import ApiKey, Collection, Namespace, iso
+from siftline.storage import rows
 from siftline.storage.sqlite import payload_index
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.record_writer import RecordWriter
@@ -39,34 +39,20 @@ def _namespace(row: tuple[Any, ...]) -> Namespace:
 
 
 def collection_config(collection: Collection) -> str:
-    return json.dumps(
-        {
-            "feature_extractor": collection.feature_extractor,
-            "features": [asdict(f) for f in collection.features],
-            "payload_indexes": [asdict(p) for p in collection.payload_indexes],
-            "metadata": collection.metadata,
-        }
-    )
+    return json.dumps(rows.collection_config(collection))
 
 
 def _collection(row: tuple[Any, ...]) -> Collection:
     col_id, ns_id, name, description, config, created_at, updated_at, version = row
-    cfg = json.loads(config)
-    features = tuple(
-        Feature(**{**f, "source_fields": tuple(f.get("source_fields", ()))}) for f in cfg["features"]
-    )
-    return Collection(
-        collection_id=col_id,
-        namespace_id=ns_id,
-        collection_name=name,
-        description=description,
-        feature_extractor=cfg.get("feature_extractor"),
-        features=features,
-        payload_indexes=tuple(PayloadIndex(**p) for p in cfg.get("payload_indexes", [])),
-        metadata=cfg.get("metadata") or {},
-        created_at=_ts(created_at),  # type: ignore[arg-type]
-        updated_at=_ts(updated_at),  # type: ignore[arg-type]
-        write_version=version,
+    return rows.collection_of(
+        col_id,
+        ns_id,
+        name,
+        description,
+        json.loads(config),
+        rows.time_of(created_at),
+        rows.time_of(updated_at),
+        version,
     )
 
 

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from datetime import datetime
-from typing import Any
 
 from siftline.errors import AlreadyExistsError
 from siftline.models import EvaluationDataset, EvaluationRun, iso
+from siftline.storage.rows import dataset_of, evaluation_body, run_of
 from siftline.storage.sqlite.db import Database
 
 
-def _ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
-
-
-def _dump(obj: Any) -> str:
-    data = asdict(obj)
-    for key in ("created_at", "updated_at", "completed_at"):
-        if key in data:
-            data[key] = iso(data[key]) if data[key] is not None else None
-    return json.dumps(data, ensure_ascii=False, default=str)
+def _dump(obj: EvaluationDataset | EvaluationRun) -> str:
+    return json.dumps(evaluation_body(obj), ensure_ascii=False, default=str)
 
 
 def _dataset(body: str) -> EvaluationDataset:
-    data = json.loads(body)
-    data["created_at"], data["updated_at"] = _ts(data["created_at"]), _ts(data["updated_at"])
-    return EvaluationDataset(**data)
+    return dataset_of(json.loads(body))
 
 
 def _run(body: str) -> EvaluationRun:
-    data = json.loads(body)
-    data.setdefault("owner", None)
-    for key in ("created_at", "updated_at", "completed_at"):
-        data[key] = _ts(data[key])
-    return EvaluationRun(**data)
+    return run_of(json.loads(body))
 
 
 class EvaluationsMixin:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from siftline.models import Interaction, InteractionQuery, iso
+from siftline.storage.rows import interaction_body, interaction_of, time_of
 from siftline.storage.sqlite.db import Database
 
 _COLS = (
@@ -21,47 +22,16 @@ _COLS = (
 )
 
 
-def _ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def _row(i: Interaction) -> tuple[Any, ...]:
-    body = {
-        "feature_uri": i.feature_uri,
-        "document_score": i.document_score,
-        "result_set_size": i.result_set_size,
-        "metadata": i.metadata,
-        "query_snapshot": i.query_snapshot,
-    }
     return (
         i.interaction_id, i.namespace_id, i.execution_id, i.retriever_id, i.feature_id,
         json.dumps(list(i.interaction_types)), i.position, i.user_id, i.session_id, iso(i.recorded_at),
-        iso(i.occurred_at), i.dedupe_key, json.dumps(body, ensure_ascii=False, default=str),
+        iso(i.occurred_at), i.dedupe_key, json.dumps(interaction_body(i), ensure_ascii=False, default=str),
     )  # fmt: skip
 
 
 def _interaction(row: tuple[Any, ...]) -> Interaction:
-    (iid, ns, ex, ret, feat, types, pos, user, session, recorded, occurred, key, body) = row
-    rest = json.loads(body)
-    return Interaction(
-        interaction_id=iid,
-        namespace_id=ns,
-        execution_id=ex,
-        retriever_id=ret,
-        feature_id=feat,
-        interaction_types=tuple(json.loads(types)),
-        position=pos,
-        recorded_at=_ts(recorded),
-        occurred_at=_ts(occurred),
-        user_id=user,
-        session_id=session,
-        feature_uri=rest.get("feature_uri"),
-        document_score=rest.get("document_score"),
-        result_set_size=rest.get("result_set_size"),
-        metadata=rest.get("metadata") or {},
-        query_snapshot=rest.get("query_snapshot"),
-        dedupe_key=key,
-    )
+    return interaction_of(row, json.loads(row[5]), time_of(row[9]), time_of(row[10]), json.loads(row[12]))
 
 
 class InteractionsMixin:

@@ -3,50 +3,24 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from siftline.errors import AlreadyExistsError
 from siftline.models import Retriever, iso
+from siftline.storage.rows import retriever_config, retriever_of, time_of
 from siftline.storage.sqlite.db import Database
 
 _COLS = "retriever_id, namespace_id, retriever_name, config, created_at, updated_at, version"
 
 
 def _config(r: Retriever) -> str:
-    return json.dumps(
-        {
-            "description": r.description,
-            "collection_ids": list(r.collection_ids),
-            "stages": list(r.stages),
-            "input_schema": r.input_schema,
-            "budget_limits": r.budget_limits,
-            "cache_config": r.cache_config,
-            "tags": list(r.tags),
-            "metadata": r.metadata,
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(retriever_config(r), ensure_ascii=False)
 
 
 def _retriever(row: tuple[Any, ...]) -> Retriever:
     rid, ns_id, name, config, created_at, updated_at, version = row
-    cfg = json.loads(config)
-    return Retriever(
-        retriever_id=rid,
-        namespace_id=ns_id,
-        retriever_name=name,
-        description=cfg.get("description"),
-        collection_ids=tuple(cfg.get("collection_ids", ())),
-        stages=tuple(cfg.get("stages", ())),
-        input_schema=cfg.get("input_schema") or {},
-        budget_limits=cfg.get("budget_limits") or {},
-        cache_config=cfg.get("cache_config") or {},
-        tags=tuple(cfg.get("tags", ())),
-        metadata=cfg.get("metadata") or {},
-        created_at=datetime.fromisoformat(created_at.replace("Z", "+00:00")),
-        updated_at=datetime.fromisoformat(updated_at.replace("Z", "+00:00")),
-        version=version,
+    return retriever_of(
+        rid, ns_id, name, json.loads(config), time_of(created_at), time_of(updated_at), version
     )
 
 
