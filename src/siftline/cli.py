@@ -42,7 +42,7 @@ def _services(data_dir: Path | None):
     from siftline.service.container import Services
 
     svc = Services.open(_settings(data_dir=data_dir))
-    svc.bootstrap()
+    svc.bootstrap(serving=False)  # a command beside a running server leaves its work alone
     return svc
 
 

@@ -36,6 +36,20 @@ class Settings(BaseSettings):
         le=1000,
         description="Connections each server keeps to PostgreSQL at most (storage=postgres).",
     )
+    server_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="storage=postgres: a server whose heartbeat (every fifth of this) stopped this many "
+        "seconds ago is gone, and the executions and evaluations it left unfinished are failed.",
+    )
+    maintenance_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="How often a server looks for work left unfinished by servers that are gone and "
+        "applies record retention (one server at a time does each job).",
+    )
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
     bootstrap_key: str | None = Field(

@@ -206,6 +206,7 @@ class ExecutionRecord:
     completed_at: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
     documents: list[dict[str, Any]] | None = None  # None: not retained (or not finished)
+    owner: str | None = None  # the server running it (``Storage.server_id``); recovery fails only dead ones'
 
 
 @dataclass(frozen=True)
@@ -323,4 +324,4 @@ class EvaluationRun:
     progress: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)  # overall_metrics, metrics_by_k, query_results, …
     error_message: str | None = None
-    owner: str | None = None  # host:pid of the process running it (recovery fails only runs of dead ones)
+    owner: str | None = None  # the server running it (``Storage.server_id``); recovery fails only dead ones'

@@ -19,6 +19,7 @@ from siftline.testing.learning_contract import (
 )
 from siftline.testing.records_contract import RecordStoreContract
 from siftline.testing.retrievers_contract import RetrieverStoreContract
+from siftline.testing.servers_contract import ServersContract
 from siftline.testing.text_contract import TextSearchContract
 
 
@@ -78,6 +79,12 @@ class TestPostgresFusionStore(FusionStoreContract):
 
 
 class TestPostgresEvaluationStore(EvaluationStoreContract):
+    @pytest.fixture
+    def open_storage(self, database: str) -> Iterator[OpenStorage]:
+        yield from _opener(database)
+
+
+class TestPostgresServers(ServersContract):
     @pytest.fixture
     def open_storage(self, database: str) -> Iterator[OpenStorage]:
         yield from _opener(database)

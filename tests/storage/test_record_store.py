@@ -1,4 +1,4 @@
-"""The RecordStore contract run on the SQLite backend."""
+"""The RecordStore and Servers contracts run on the SQLite backend."""
 
 from __future__ import annotations
 
@@ -9,17 +9,25 @@ import pytest
 
 from siftline.storage.sqlite.backend import SQLiteStorage
 from siftline.testing.records_contract import RecordStoreContract
+from siftline.testing.servers_contract import ServersContract
+
+
+@pytest.fixture
+def open_storage(tmp_path: Path) -> Iterator[Callable[[], SQLiteStorage]]:
+    opened: list[SQLiteStorage] = []
+
+    def open_() -> SQLiteStorage:
+        opened.append(SQLiteStorage(tmp_path / "siftline.db", tmp_path / "vectors"))
+        return opened[-1]
+
+    yield open_
+    for instance in reversed(opened):
+        instance.close()
 
 
 class TestSQLiteRecordStore(RecordStoreContract):
-    @pytest.fixture
-    def open_storage(self, tmp_path: Path) -> Iterator[Callable[[], SQLiteStorage]]:
-        opened: list[SQLiteStorage] = []
+    pass
 
-        def open_() -> SQLiteStorage:
-            opened.append(SQLiteStorage(tmp_path / "siftline.db", tmp_path / "vectors"))
-            return opened[-1]
 
-        yield open_
-        for instance in reversed(opened):
-            instance.close()
+class TestSQLiteServers(ServersContract):
+    pass

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from siftline.config import Settings
 from siftline.features.embedder import TextEmbedder
-from siftline.service import evaluations, keys, namespaces
+from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
 from siftline.service.evaluations import EvaluationWorker
 from siftline.service.execute import CacheSettings, Executor
+from siftline.service.maintenance import Maintenance
 from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
@@ -23,6 +24,7 @@ class Services:
     documents: DocumentService
     executor: Executor
     evaluations: EvaluationWorker
+    maintenance: Maintenance
 
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
@@ -41,17 +43,21 @@ class Services:
             settings.cache_max_entries, settings.cache_max_bytes, settings.embedding_cache_size
         )
         executor = Executor(storage, embedder, recorder, optimizer=settings.optimizer_enabled, caches=caches)
-        return cls(settings, storage, embedder, documents, executor, EvaluationWorker(storage, executor))
+        maintenance = Maintenance(storage, recorder, settings.maintenance_interval_seconds)
+        evaluation_worker = EvaluationWorker(storage, executor)
+        return cls(settings, storage, embedder, documents, executor, evaluation_worker, maintenance)
 
-    def bootstrap(self) -> None:
-        """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists."""
+    def bootstrap(self, serving: bool = True) -> None:
+        """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists; a
+        server (not a CLI command working beside one) also runs the maintenance rounds."""
         namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
-        self.executor.recorder.recover()
-        evaluations.recover(self.storage)
-        self.executor.recorder.apply_retention(force=True)
+        if serving:
+            self.maintenance.run_once()  # then every maintenance_interval_seconds
+            self.maintenance.start()
         if self.settings.bootstrap_key and self.storage.count_keys() == 0:
             keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)
 
     def close(self) -> None:
+        self.maintenance.close()
         self.evaluations.close()
         self.storage.close()

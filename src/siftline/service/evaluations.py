@@ -12,9 +12,7 @@ query whose execution fails is skipped with its error (``query_results``), not t
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -170,7 +168,7 @@ def start(storage: Storage, namespace: Namespace, retriever: Retriever, body: An
     run = EvaluationRun(
         new_id("eval"), namespace.namespace_id, retriever.retriever_id, retriever.version, dataset.dataset_id,
         dataset.dataset_name, _config(body.get("evaluation_config")), "pending", now, now,
-        progress={"done": 0, "total": len(dataset.queries)}, owner=_owner(),
+        progress={"done": 0, "total": len(dataset.queries)}, owner=storage.server_id,
     )  # fmt: skip
     storage.save_evaluation(run)
     return run
@@ -279,29 +277,12 @@ def run_out(run: EvaluationRun) -> dict[str, Any]:
     }
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _alive(owner: str | None) -> bool:
-    """Whether the process that owns a run is still running (a run of another host is left alone)."""
-    if not owner or ":" not in owner:
-        return False
-    host, pid = owner.rsplit(":", 1)
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
 def recover(storage: Storage) -> int:
-    """At start-up: runs whose server stopped are marked failed (runs of a live server are left alone)."""
+    """Runs whose server is gone are marked failed (runs of a live server are left alone): at start-up
+    and then periodically (``service/maintenance.py``), so a server that dies is noticed by the others."""
     failed = 0
     for run in storage.unfinished_evaluations():
-        if not _alive(run.owner):
+        if not storage.server_alive(run.owner):
             run.status, run.error_message, run.updated_at = (
                 "failed",
                 f"Evaluation failed: {SERVER_STOPPED}",

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -185,8 +185,11 @@ class Recorder:
         interpretation: dict[str, Any],
     ) -> Tracker:
         now = utcnow()
-        mode = "saved" if retriever_id else "adhoc"
-        record = ExecutionRecord(execution_id, namespace_id, retriever_id, mode, "processing", now)  # type: ignore[arg-type]
+        mode: Literal["saved", "adhoc"] = "saved" if retriever_id else "adhoc"
+        owner = self.storage.server_id
+        record = ExecutionRecord(
+            execution_id, namespace_id, retriever_id, mode, "processing", now, owner=owner
+        )
         record.detail = {
             "execution_id": execution_id,
             "retriever_id": retriever_id or "",
@@ -221,8 +224,10 @@ class Recorder:
             return 0
         self._last_retention = time.monotonic()
         before = utcnow() - timedelta(days=self.keep_days) if self.keep_days is not None else None
-        return self.storage.drop_documents(self.keep_last, before)
+        with self.storage.lease("retention") as held:  # one server at a time
+            return self.storage.drop_documents(self.keep_last, before) if held else 0
 
     def recover(self) -> int:
-        """At start-up: no record may stay ``processing`` after the server that ran it died."""
+        """No record may stay ``processing`` after the server that ran it is gone: at start-up and then
+        periodically (``service/maintenance.py``)."""
         return self.storage.fail_unfinished(SERVER_STOPPED)

@@ -10,6 +10,7 @@ collection already resolved inside one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -138,7 +139,8 @@ class RecordStore(Protocol):
         """Newest first, without documents."""
 
     def fail_unfinished(self, error: str) -> int:
-        """Mark every pending/processing record failed with ``error`` (at start-up); returns how many."""
+        """Mark failed with ``error`` every pending/processing record whose owner is not a live server
+        (see :class:`Servers`; a record without owner counts as abandoned); returns how many."""
 
     def drop_documents(self, keep_last: int | None, before: datetime | None) -> int:
         """Retention: forget the documents of all but the newest ``keep_last`` records and of records
@@ -232,7 +234,8 @@ class EvaluationStore(Protocol):
         """Newest first, with the total."""
 
     def unfinished_evaluations(self) -> list[EvaluationRun]:
-        """Pending and running evaluations, of every namespace (for recovery at start-up)."""
+        """Pending and running evaluations, of every namespace (for recovery: the service fails those
+        whose owner is not :meth:`Servers.server_alive`)."""
 
 
 class SearchIndex(Protocol):
@@ -274,8 +277,27 @@ class SearchIndex(Protocol):
         stored wire form; ``filters.MISSING`` when absent), without hydrating whole documents."""
 
 
+class Servers(Protocol):
+    """The servers sharing this storage, and the leases of background jobs.
+
+    Each open storage is one server, named by ``server_id``; what it runs (execution records,
+    evaluation runs) carries that name as its owner, so recovery fails only the work of servers that
+    are gone. A background job (recovery, retention) runs inside :meth:`lease`, which one server at a
+    time holds."""
+
+    server_id: str
+
+    def server_alive(self, server_id: str | None) -> bool:
+        """Whether that server is still running (this one always is; None never)."""
+
+    def lease(self, job: str) -> AbstractContextManager[bool]:
+        """Try to take the lease of ``job`` without waiting: the block runs with True when this server
+        holds it (until the block ends), with False when another server does."""
+
+
 @runtime_checkable
 class Storage(
+    Servers,
     KeyStore,
     NamespaceStore,
     CollectionStore,

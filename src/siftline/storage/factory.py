@@ -15,7 +15,12 @@ def open_storage(settings: Settings) -> Storage:
         ann = AnnConfig(
             settings.hnsw_threshold, settings.hnsw_m, settings.hnsw_ef_construction, settings.hnsw_ef_search
         )
-        return PostgresStorage(settings.postgres_url, pool_size=settings.postgres_pool_size, ann=ann)
+        return PostgresStorage(
+            settings.postgres_url,
+            pool_size=settings.postgres_pool_size,
+            ann=ann,
+            lease_s=settings.server_lease_seconds,
+        )
 
     from siftline.storage.sqlite.backend import SQLiteStorage
 

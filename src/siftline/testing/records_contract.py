@@ -11,6 +11,7 @@ from siftline.ids import new_id
 from siftline.models import ExecutionRecord, Namespace
 from siftline.storage.base import Storage
 from siftline.testing.namespaced import NamespacedContract
+from siftline.testing.servers_contract import dead_server_id
 
 T0 = datetime(2025, 3, 4, 10, 0, 0, 123_456, tzinfo=UTC)
 DOCS: list[dict[str, Any]] = [
@@ -27,6 +28,7 @@ def make_record(
     status: str = "completed",
     documents: list[dict[str, Any]] | None = None,
     execution_id: str | None = None,
+    owner: str | None = None,
     **detail: Any,
 ) -> ExecutionRecord:
     created = T0 + timedelta(minutes=minutes)
@@ -47,6 +49,7 @@ def make_record(
             **detail,
         },
         documents=documents,
+        owner=owner,
     )
 
 
@@ -207,6 +210,36 @@ class RecordStoreContract(NamespacedContract):
         assert storage.get_execution(ns.namespace_id, done.execution_id) == done
         assert storage.list_executions(ns.namespace_id, statuses=["processing"]) == ([], 0)
         assert storage.fail_unfinished("again") == 0
+
+    def test_fail_unfinished_leaves_the_records_of_this_live_server_alone(
+        self, storage: Storage, ns: Namespace
+    ) -> None:
+        mine = make_record(ns, 1, status="processing", owner=storage.server_id)
+        gone = make_record(ns, 2, status="processing", owner=dead_server_id())
+        orphan = make_record(ns, 3, status="pending")
+        for record in (mine, gone, orphan):
+            storage.save_execution(record)
+
+        assert storage.fail_unfinished("the server stopped") == 2
+
+        assert storage.get_execution(ns.namespace_id, mine.execution_id) == mine
+        for record in (gone, orphan):
+            found = storage.get_execution(ns.namespace_id, record.execution_id)
+            assert found is not None and found.status == "failed" and found.owner == record.owner
+
+    def test_a_record_left_running_by_a_closed_server_is_failed_by_the_next(
+        self, open_storage: Callable[[], Storage], storage: Storage, ns: Namespace
+    ) -> None:
+        running = make_record(ns, 1, status="processing", owner=storage.server_id)
+        storage.save_execution(running)
+        storage.close()
+
+        reopened = open_storage()
+        assert reopened.server_id != storage.server_id
+        assert reopened.get_execution(ns.namespace_id, running.execution_id) == running
+        assert reopened.fail_unfinished("the server stopped") == 1
+        found = reopened.get_execution(ns.namespace_id, running.execution_id)
+        assert found is not None and found.status == "failed"
 
     def test_drop_documents_keeps_only_the_newest_records_documents_and_every_statistic(
         self, storage: Storage, ns: Namespace

@@ -21,6 +21,7 @@ from siftline.storage.postgres.fusion import FusionMixin
 from siftline.storage.postgres.interactions import InteractionsMixin
 from siftline.storage.postgres.records import RecordsMixin
 from siftline.storage.postgres.retrievers import RetrieversMixin
+from siftline.storage.postgres.servers import ServersMixin
 
 
 class PostgresStorage(
@@ -33,16 +34,24 @@ class PostgresStorage(
     InteractionsMixin,
     FusionMixin,
     EvaluationsMixin,
+    ServersMixin,
 ):
     def __init__(
-        self, url: str, pool_size: int = 10, timeout_s: float = 10.0, ann: AnnConfig | None = None
+        self,
+        url: str,
+        pool_size: int = 10,
+        timeout_s: float = 10.0,
+        ann: AnnConfig | None = None,
+        lease_s: float = 30.0,
     ) -> None:
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
         self.ann = ann or AnnConfig()
         self._builder = Builder(self.db, self.ann)
+        self._init_servers(lease_s)
 
     def close(self) -> None:
         self._builder.close()
+        self._close_servers()
         self.db.close()
 
     def info(self) -> dict[str, Any]:

@@ -208,6 +208,12 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[Any]:
+        """A connection outside any transaction (each statement commits), for session-level locks."""
+        with self._translated("session"), self.pool.connection() as conn:
+            yield conn
+
+    @contextlib.contextmanager
     def _translated(self, what: str) -> Iterator[None]:
         """PostgreSQL's errors as the error tree's: unreachable → 503 (StorageUnavailableError)."""
         import psycopg

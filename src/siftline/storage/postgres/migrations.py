@@ -208,4 +208,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX eval_runs_unfinished ON eval_runs(status) WHERE status IN ('pending', 'in_progress');
         """,
     ),
+    Migration(
+        5,
+        "the servers sharing the database; execution records name theirs",
+        # servers: one row per running Siftline server, its heartbeat refreshed every few seconds;
+        # recovery fails only the unfinished work of servers whose heartbeat stopped.
+        """
+        CREATE TABLE servers (
+            server_id text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            heartbeat_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE executions ADD COLUMN owner text;
+        """,
+    ),
 )

@@ -6,7 +6,7 @@ is followed from another); the SQLite backend's batching writer has no counterpa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +14,11 @@ from siftline.models import ExecutionRecord
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.values import json_text, utc
 
-_COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail"
+_COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail, owner"
 
 
 def _record(row: tuple[Any, ...], documents: Any = None) -> ExecutionRecord:
-    exec_id, ns_id, ret_id, mode, status, created, completed, detail = row
+    exec_id, ns_id, ret_id, mode, status, created, completed, detail, owner = row
     return ExecutionRecord(
         execution_id=exec_id,
         namespace_id=ns_id,
@@ -29,21 +29,24 @@ def _record(row: tuple[Any, ...], documents: Any = None) -> ExecutionRecord:
         completed_at=utc(completed),
         detail=detail,
         documents=documents,
+        owner=owner,
     )
 
 
 class RecordsMixin:
     db: Database
 
+    gone_owner_sql: Callable[[], tuple[str, tuple[Any, ...]]]  # servers.py
+
     def save_execution(self, record: ExecutionRecord) -> None:
         documents = None if record.documents is None else json_text(record.documents)
         with self.db.write() as conn:
             conn.execute(
-                f"INSERT INTO executions({_COLS}, documents) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::json, %s::json) "
+                f"INSERT INTO executions({_COLS}, documents) VALUES (%s, %s, %s, %s, %s, %s, %s, %s::json, %s, %s::json) "
                 "ON CONFLICT (execution_id) DO UPDATE SET namespace_id = excluded.namespace_id, "
                 "retriever_id = excluded.retriever_id, mode = excluded.mode, status = excluded.status, "
                 "created_at = excluded.created_at, completed_at = excluded.completed_at, "
-                "detail = excluded.detail, documents = excluded.documents",
+                "detail = excluded.detail, owner = excluded.owner, documents = excluded.documents",
                 (
                     record.execution_id,
                     record.namespace_id,
@@ -53,6 +56,7 @@ class RecordsMixin:
                     record.created_at,
                     record.completed_at,
                     json_text(record.detail),
+                    record.owner,
                     documents,
                 ),
             )
@@ -102,9 +106,12 @@ class RecordsMixin:
         return [_record(r) for r in rows], int(total)
 
     def fail_unfinished(self, error: str) -> int:
+        gone, params = self.gone_owner_sql()
         with self.db.write() as conn:
             rows = conn.execute(
-                f"SELECT {_COLS} FROM executions WHERE status IN ('pending', 'processing') FOR UPDATE"
+                f"SELECT {_COLS} FROM executions WHERE status IN ('pending', 'processing') AND {gone} "
+                "FOR UPDATE SKIP LOCKED",
+                params,
             ).fetchall()
             for row in rows:
                 record = _record(row)

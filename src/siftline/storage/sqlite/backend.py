@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from siftline.storage.servers import LocalServers
 from siftline.storage.sqlite.bm25 import TextIndex
 from siftline.storage.sqlite.cache import CacheMixin
 from siftline.storage.sqlite.catalog import CatalogMixin
@@ -35,6 +36,7 @@ class SQLiteStorage(
     InteractionsMixin,
     FusionMixin,
     EvaluationsMixin,
+    LocalServers,
 ):
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
@@ -47,6 +49,7 @@ class SQLiteStorage(
         busy_timeout_ms: int = 30_000,
         index_config: HnswConfig | None = None,
     ) -> None:
+        self._init_servers()
         self.db = Database(database_path, busy_timeout_ms)
         self.vectors_dir = vectors_dir
         self._indexes: dict[int, VectorIndex] = {}

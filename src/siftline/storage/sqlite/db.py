@@ -85,7 +85,8 @@ CREATE TABLE IF NOT EXISTS executions (
     created_at TEXT NOT NULL,
     completed_at TEXT,
     detail TEXT NOT NULL,
-    documents TEXT
+    documents TEXT,
+    owner TEXT                       -- the server running it (Storage.server_id)
 );
 CREATE INDEX IF NOT EXISTS executions_by_retriever ON executions(namespace_id, retriever_id, created_at);
 CREATE INDEX IF NOT EXISTS executions_by_mode ON executions(namespace_id, mode, created_at);
@@ -204,6 +205,13 @@ def _migrate_vectors(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _add_owner(conn: sqlite3.Connection) -> None:
+    """Files made before execution records named their server gain the (empty) column."""
+    if not any(r[1] == "owner" for r in conn.execute("PRAGMA table_info(executions)")):
+        conn.execute("ALTER TABLE executions ADD COLUMN owner TEXT")
+        conn.commit()
+
+
 class Database:
     """The database file with its writer and per-thread readers."""
 
@@ -224,6 +232,7 @@ class Database:
             )
             self._writer.commit()
             _migrate_vectors(self._writer)
+            _add_owner(self._writer)
             bm25_rows.migrate_fts(self._writer)
             # Commits never checkpoint (a large batch would pay for copying the WAL into the database
             # and two fsyncs); a background thread checkpoints instead, beside the writer.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from siftline.models import ExecutionRecord, iso
 from siftline.storage.sqlite.db import Database
 from siftline.storage.sqlite.record_writer import RecordWriter
 
-_COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail"
+_COLS = "execution_id, namespace_id, retriever_id, mode, status, created_at, completed_at, detail, owner"
 
 
 def _dumps(value: Any) -> str:
@@ -28,7 +28,7 @@ def _ts(value: str | None) -> datetime | None:
 
 
 def _record(row: tuple[Any, ...], documents: str | None = None) -> ExecutionRecord:
-    exec_id, ns_id, ret_id, mode, status, created, completed, detail = row
+    exec_id, ns_id, ret_id, mode, status, created, completed, detail, owner = row
     return ExecutionRecord(
         execution_id=exec_id,
         namespace_id=ns_id,
@@ -39,17 +39,19 @@ def _record(row: tuple[Any, ...], documents: str | None = None) -> ExecutionReco
         completed_at=_ts(completed),
         detail=json.loads(detail),
         documents=json.loads(documents) if documents is not None else None,
+        owner=owner,
     )
 
 
 class RecordsMixin:
     db: Database
     _record_writer: RecordWriter
+    server_alive: Callable[[str | None], bool]  # servers.LocalServers
 
     def _write_record_rows(self, rows: list[tuple[Any, ...]]) -> None:
         with self.db.write() as conn:
             conn.executemany(
-                f"INSERT OR REPLACE INTO executions({_COLS}, documents) VALUES (?,?,?,?,?,?,?,?,?)", rows
+                f"INSERT OR REPLACE INTO executions({_COLS}, documents) VALUES (?,?,?,?,?,?,?,?,?,?)", rows
             )
 
     def save_execution(self, record: ExecutionRecord) -> None:
@@ -65,6 +67,7 @@ class RecordsMixin:
             iso(record.created_at),
             iso(record.completed_at) if record.completed_at else None,
             _dumps(record.detail),
+            record.owner,
             documents,
         )
         self._record_writer.put(record.execution_id, row)
@@ -122,9 +125,10 @@ class RecordsMixin:
     def fail_unfinished(self, error: str) -> int:
         self._record_writer.flush()
         with self.db.write() as conn:
-            rows = conn.execute(
+            found = conn.execute(
                 f"SELECT {_COLS} FROM executions WHERE status IN ('pending', 'processing')"
             ).fetchall()
+            rows = [row for row in found if not self.server_alive(row[-1])]  # owner: the last column
             for row in rows:
                 record = _record(row)
                 record.detail["error"] = error
