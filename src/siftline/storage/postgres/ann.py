@@ -1,11 +1,16 @@
-"""HNSW indexes of dense features in PostgreSQL (pgvector), built once a feature is large enough.
+"""The vectors of dense features in PostgreSQL (pgvector), and their HNSW indexes, built once a feature
+is large enough.
 
-Vectors of every feature live in one table, ``vectors(feature_seq, rowid, embedding vector)``. A feature
-with at least ``threshold`` vectors gets a partial HNSW index of its own on the typed expression
-``(embedding::vector(<dim>))`` with ``WHERE feature_seq = <seq>`` (so many collections never share one
-index), built with ``CREATE INDEX CONCURRENTLY`` by a background thread while writes and searches go on
-(pgvector keeps it current on every later write: nothing is ever pending). Searches under the threshold,
-or while the index builds, are exact.
+Each dense feature has a table of its own, ``vectors_f<seq>(feature_seq, rowid, embedding vector)``: a
+LIST partition of ``vectors``, created with the feature and dropped with its collection. Searches and
+writes name the partition directly, so a statement plans and locks that feature's relations only —
+with one shared table and a partial index per feature, every search's plan opened every feature's
+index (thousands of collections exhausted PostgreSQL's lock table) and every build scanned every
+feature's rows (``benchmarks/pg_many_features.py``). A feature with at least ``threshold`` vectors gets
+an HNSW index on the typed expression ``(embedding::vector(<dim>))``, built with
+``CREATE INDEX CONCURRENTLY`` by a background thread while writes and searches go on (pgvector keeps it
+current on every later write: nothing is ever pending). Searches under the threshold, or while the
+index builds, are exact.
 
 Several servers: the build of one feature is leased with a session-level advisory lock, so one server
 builds it; the others see the index once it is valid (``pg_index.indisvalid``). A build that died leaves
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +53,22 @@ def index_name(seq: int) -> str:
     return f"vectors_hnsw_{int(seq)}"
 
 
+def vectors_table(seq: int) -> str:
+    """The partition holding feature ``seq``'s vectors."""
+    return f"vectors_f{int(seq)}"
+
+
+def create_vectors_table(conn: Any, seq: int) -> None:
+    table = vectors_table(seq)
+    conn.execute(f"CREATE TABLE {table} PARTITION OF vectors FOR VALUES IN ({int(seq)})")
+    conn.execute(f"CREATE INDEX {table}_by_document ON {table}(rowid)")
+
+
+def drop_vectors_tables(conn: Any, seqs: list[int]) -> None:
+    for seq in seqs:
+        conn.execute(f"DROP TABLE IF EXISTS {vectors_table(seq)}")
+
+
 def opclass(metric: str | None) -> str:
     return "vector_l2_ops" if metric == "euclidean" else "vector_ip_ops"  # cosine vectors are unit length
 
@@ -75,13 +97,19 @@ class Builder:
 
     def __init__(self, db: Database, config: AnnConfig) -> None:
         self.db, self.config = db, config
+        self._candidates: set[int] | None = None  # features written since the last pass (None: all)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
 
-    def poke(self) -> None:
+    def poke(self, seqs: list[int] | None = None) -> None:
+        """Look at features ``seqs`` (all when None) soon: build those that crossed the threshold."""
         with self._guard:
+            if seqs is None:
+                self._candidates = None
+            elif self._candidates is not None:
+                self._candidates.update(seqs)
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="siftline-pg-indexer", daemon=True)
                 self._thread.start()
@@ -102,27 +130,43 @@ class Builder:
                 log.exception("building an HNSW index failed")
 
     def _due(self) -> list[tuple[int, int, str | None]]:
-        """Dense features at or above the threshold without a valid index: (seq, dimension, metric)."""
+        """Among the features written since the last pass, the dense ones at or above the threshold
+        without a valid index: (seq, dimension, metric)."""
+        with self._guard:
+            candidates, self._candidates = self._candidates, set()
         with self.db.read() as conn:
             rows = conn.execute(
                 "SELECT f.seq, f.name, c.config FROM features f JOIN collections c USING (collection_id) "
-                "WHERE f.kind = 'dense' AND (SELECT count(*) FROM vectors v WHERE v.feature_seq = f.seq) >= %s",
-                (self.config.threshold,),
+                "WHERE f.kind = 'dense' AND (%s::bigint[] IS NULL OR f.seq = ANY(%s::bigint[])) ORDER BY f.seq",
+                (None if candidates is None else sorted(candidates),) * 2,
             ).fetchall()
             due = []
             for seq, name, cfg in rows:
                 feature = next(
                     (f for f in cfg["features"] if f["kind"] == "dense" and f["name"] == name), None
                 )
-                if feature and feature.get("dimension") and index_state(conn, seq) != "valid":
+                if not (feature and feature.get("dimension")) or index_state(conn, seq) == "valid":
+                    continue
+                try:
+                    with conn.transaction():  # a savepoint: the collection may be deleted meanwhile
+                        count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
+                except Exception:
+                    continue
+                if count >= self.config.threshold:
                     due.append((int(seq), int(feature["dimension"]), feature.get("metric")))
         return due
 
-    def build(self, seq: int, dimension: int, metric: str | None) -> bool:
-        """Build feature ``seq``'s index unless another server holds its lease; True when valid after."""
+    def build(self, seq: int, dimension: int, metric: str | None, wait: bool = False) -> bool:
+        """Build feature ``seq``'s index; True when valid after. While another thread or server holds the
+        build's lease this returns False at once, or with ``wait`` waits for that build to end first."""
         with self.db.pool.connection() as conn:  # autocommit: CREATE INDEX CONCURRENTLY runs outside a block
             if not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK + seq,)).fetchone()[0]:
-                return False
+                if not wait:
+                    return False
+                # polled, not waited for in one statement: CREATE INDEX CONCURRENTLY waits for every
+                # running statement's snapshot, so a statement blocked on the lease would deadlock it
+                while not conn.execute("SELECT pg_try_advisory_lock(%s)", (BUILD_LOCK + seq,)).fetchone()[0]:
+                    time.sleep(0.05)
             try:
                 state = index_state(conn, seq)
                 if state == "building":  # left invalid by a build that died
@@ -130,13 +174,14 @@ class Builder:
                 if state != "valid":
                     conn.execute("SET maintenance_work_mem = '512MB'")
                     conn.execute(
-                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(seq)} ON vectors USING hnsw "
-                        f"((embedding::vector({int(dimension)})) {opclass(metric)}) "
-                        f"WITH (m = {int(self.config.m)}, ef_construction = {int(self.config.ef_construction)}) "
-                        f"WHERE feature_seq = {int(seq)}"
+                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(seq)} ON {vectors_table(seq)} "
+                        f"USING hnsw ((embedding::vector({int(dimension)})) {opclass(metric)}) "
+                        f"WITH (m = {int(self.config.m)}, ef_construction = {int(self.config.ef_construction)})"
                     )
                     conn.execute("RESET maintenance_work_mem")
-                    conn.execute("ANALYZE vectors")  # the planner weighs the index against exact scans
+                    conn.execute(
+                        f"ANALYZE {vectors_table(seq)}"
+                    )  # the planner weighs the index against exact scans
                 return index_state(conn, seq) == "valid"
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK + seq,))

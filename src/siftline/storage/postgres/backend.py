@@ -47,6 +47,7 @@ class PostgresStorage(
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
         self.ann = ann or AnnConfig()
         self._builder = Builder(self.db, self.ann)
+        self._builder.poke()  # every feature once: an index a stopped build or a migration left to make
         self._init_servers(lease_s)
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ from psycopg.types.json import Jsonb
 
 from siftline.errors import AlreadyExistsError
 from siftline.models import ApiKey, Namespace
+from siftline.storage.postgres.ann import drop_vectors_tables
+from siftline.storage.postgres.collections import dense_seqs
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.values import utc
 
@@ -142,6 +144,7 @@ class CatalogMixin:
 
     def delete_namespace(self, namespace_id: str) -> bool:
         with self.db.write() as conn:
+            drop_vectors_tables(conn, dense_seqs(conn, "namespace_id = %s", namespace_id))
             return bool(
                 conn.execute("DELETE FROM namespaces WHERE namespace_id = %s", (namespace_id,)).rowcount
             )

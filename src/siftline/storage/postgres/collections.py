@@ -1,5 +1,6 @@
 """Collections in PostgreSQL: one row each (its definition as JSON text), its features numbered in
-``features`` (the vectors and BM25 postings are keyed by that number), and its write version."""
+``features`` (the vectors and BM25 postings are keyed by that number; each dense feature's vectors have
+a table of their own, made and dropped here), and its write version."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from siftline.errors import AlreadyExistsError
 from siftline.models import Collection
 from siftline.storage import rows
+from siftline.storage.postgres.ann import create_vectors_table, drop_vectors_tables
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.values import json_text, utc_of
 
@@ -38,6 +40,18 @@ def _clash(conn: Any, collection: Collection) -> bool:
     )
 
 
+def dense_seqs(conn: Any, where: str, *params: Any) -> list[int]:
+    """The dense features of the collections ``where`` selects."""
+    return [
+        r[0]
+        for r in conn.execute(
+            f"SELECT f.seq FROM features f JOIN collections c USING (collection_id) WHERE f.kind = 'dense' "
+            f"AND c.{where}",
+            params,
+        )
+    ]
+
+
 class CollectionsMixin:
     db: Database
 
@@ -59,11 +73,13 @@ class CollectionsMixin:
                     collection.updated_at,
                 ),
             )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO features(collection_id, name, kind) VALUES (%s, %s, %s)",
-                    [(collection.collection_id, f.name, f.kind) for f in collection.features],
-                )
+            for f in collection.features:
+                seq = conn.execute(
+                    "INSERT INTO features(collection_id, name, kind) VALUES (%s, %s, %s) RETURNING seq",
+                    (collection.collection_id, f.name, f.kind),
+                ).fetchone()[0]
+                if f.kind == "dense":
+                    create_vectors_table(conn, seq)
 
     def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None:
         with self.db.read() as conn:
@@ -105,6 +121,7 @@ class CollectionsMixin:
 
     def delete_collection(self, collection: Collection) -> bool:
         with self.db.write() as conn:
+            drop_vectors_tables(conn, dense_seqs(conn, "collection_id = %s", collection.collection_id))
             return bool(
                 conn.execute(
                     "DELETE FROM collections WHERE collection_id = %s", (collection.collection_id,)

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import psycopg
 
-from siftline.errors import AlreadyExistsError, BadRequestError, ValidationError
+from siftline.errors import AlreadyExistsError, BadRequestError, StorageError, ValidationError
 from siftline.filters import Node, evaluate, get_path
 from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec
 from siftline.storage import text
 from siftline.storage.cursors import decode_cursor, encode_cursor
-from siftline.storage.postgres.ann import AnnConfig, Builder, index_info, index_state
+from siftline.storage.postgres.ann import AnnConfig, Builder, index_info, index_state, vectors_table
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.filter_sql import Frag, compile_filter, path_value, q
 from siftline.storage.postgres.jsonvalues import check_storable, exact_json, folded
@@ -137,7 +138,7 @@ class DocumentsMixin:
                     rowids.append(rowid)
                 if existing:  # a replaced document's old vectors and text go; the new ones follow
                     old = list(existing.values())
-                    cur.execute("DELETE FROM vectors WHERE rowid = ANY(%s)", (old,))
+                    self._delete_vectors(cur, cid, old)
                     cur.execute("DELETE FROM bm25_docs WHERE rowid = ANY(%s)", (old,))
                 seqs = self._seqs(conn, cid)
                 for feature in collection.features:
@@ -148,7 +149,8 @@ class DocumentsMixin:
                         self._write_vectors(cur, seq, feature, writes, rowids)
                     elif feature.kind == "bm25":
                         self._write_texts(cur, seq, feature, writes, rowids)
-        self._builder.poke()  # a feature may have reached the HNSW threshold
+        dense = [seq for (_, kind), seq in seqs.items() if kind == "dense"]
+        self._builder.poke(dense)  # a feature may have reached the HNSW threshold
 
     @staticmethod
     def _write_vectors(
@@ -167,8 +169,15 @@ class DocumentsMixin:
             rows.append((seq, rowid, _vector_text(_prepared(vector, feature.metric))))
         if rows:
             cur.executemany(
-                "INSERT INTO vectors(feature_seq, rowid, embedding) VALUES (%s, %s, %s::vector)", rows
+                f"INSERT INTO {vectors_table(seq)}(feature_seq, rowid, embedding) VALUES (%s, %s, %s::vector)",
+                rows,
             )
+
+    def _delete_vectors(self, conn: Any, collection_id: str, rowids: list[int]) -> None:
+        """The vectors of these documents, from each dense feature's table (no foreign key does it)."""
+        for (_, kind), seq in self._seqs(conn, collection_id).items():
+            if kind == "dense":
+                conn.execute(f"DELETE FROM {vectors_table(seq)} WHERE rowid = ANY(%s)", (rowids,))
 
     @staticmethod
     def _write_texts(
@@ -204,12 +213,16 @@ class DocumentsMixin:
                 "UPDATE collections SET write_version = write_version + 1 WHERE collection_id = %s",
                 (collection.collection_id,),
             )
-            return int(
-                conn.execute(
-                    "DELETE FROM documents WHERE collection_id = %s AND document_id = ANY(%s)",
+            gone = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM documents WHERE collection_id = %s AND document_id = ANY(%s) RETURNING rowid",
                     (collection.collection_id, list(document_ids)),
-                ).rowcount
-            )
+                )
+            ]
+            if gone:
+                self._delete_vectors(conn, collection.collection_id, gone)
+            return len(gone)
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -221,17 +234,14 @@ class DocumentsMixin:
             by_rowid = {r[0]: doc for r, doc in zip(rows, docs, strict=True)}
             for doc in docs:
                 doc.vectors = {}
-            names = {
-                seq: name
-                for (name, kind), seq in self._seqs(conn, collection.collection_id).items()
-                if kind == "dense"
-            }
-            for seq, rowid, values in conn.execute(
-                "SELECT feature_seq, rowid, embedding::real[] FROM vectors WHERE rowid = ANY(%s)",
-                (list(by_rowid),),
-            ):
-                if seq in names:
-                    by_rowid[rowid].vectors[names[seq]] = [float(x) for x in values]  # type: ignore[index]
+            for (name, kind), seq in self._seqs(conn, collection.collection_id).items():
+                if kind != "dense":
+                    continue
+                for rowid, values in conn.execute(
+                    f"SELECT rowid, embedding::real[] FROM {vectors_table(seq)} WHERE rowid = ANY(%s)",
+                    (list(by_rowid),),
+                ):
+                    by_rowid[rowid].vectors[name] = [float(x) for x in values]  # type: ignore[index]
         return docs
 
     def get_documents(
@@ -348,28 +358,46 @@ class DocumentsMixin:
         metric = feature.metric or "cosine"
         vector = _vector_text(_prepared(query, metric))
         distance = "<->" if metric == "euclidean" else "<#>"  # L2 distance, or the negated dot product
+        try:
+            return self._vector_search(collection, feature, vector, distance, top_k, filter, stats)
+        except StorageError as exc:  # the collection was deleted meanwhile, its vectors' table with it
+            if isinstance(exc.__cause__, psycopg.errors.UndefinedTable):
+                return []
+            raise
+
+    def _vector_search(
+        self,
+        collection: Collection,
+        feature: Feature,
+        vector: str,
+        distance: str,
+        top_k: int,
+        filter: Node | None,
+        stats: dict[str, Any] | None,
+    ) -> list[tuple[str, float]]:
         with self.db.read() as conn:
             seq = self._seqs(conn, collection.collection_id).get((feature.name, "dense"))
             if seq is None:
                 return []
+            table = vectors_table(seq)
             where = self._where(conn, collection, filter)
             state, total = index_info(conn, seq)  # total: the index's own estimate, read without a scan
             hnsw = feature.dimension is not None and state == "valid"
             share, ef = 1.0, max(self.ann.ef_search, top_k)
             if hnsw and filter is not None:  # as the embedded backend: few passing → exact; else a wider walk
                 total = int(  # the share a filter passes needs the real count, not the estimate
-                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
+                    conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 )
                 passing = int(
                     conn.execute(
-                        f"SELECT count(*) FROM vectors v JOIN documents d ON d.rowid = v.rowid "
-                        f"WHERE v.feature_seq = %s AND {where.sql}",
-                        (seq, *where.params),
+                        f"SELECT count(*) FROM {table} v JOIN documents d ON d.rowid = v.rowid "
+                        f"WHERE {where.sql}",
+                        where.params,
                     ).fetchone()[0]
                 )
                 share = passing / max(1, total)
                 hnsw = passing > max(self.ann.exact_filter_floor, int(self.ann.exact_filter_max * total))
-            if hnsw:  # the partial index's own expression, so the planner can walk it
+            if hnsw:  # the index's own expression, so the planner can walk it
                 ef = max(self.ann.ef_for(total, share), top_k)
                 conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
                 if filter is not None:  # keep walking the graph while the filter drops candidates
@@ -383,22 +411,20 @@ class DocumentsMixin:
                     else f" AND EXISTS (SELECT 1 FROM documents d WHERE d.rowid = v.rowid AND {where.sql})"
                 )
                 rows = conn.execute(
-                    f"SELECT d.document_id, hits.dist FROM (SELECT v.rowid, {key} AS dist FROM vectors v "
-                    f"WHERE v.feature_seq = %s{passes} ORDER BY {key} LIMIT %s) hits "
+                    f"SELECT d.document_id, hits.dist FROM (SELECT v.rowid, {key} AS dist FROM {table} v "
+                    f"WHERE true{passes} ORDER BY {key} LIMIT %s) hits "
                     "JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id",
-                    (vector, seq, *(where.params if filter is not None else ()), vector, top_k),
+                    (vector, *(where.params if filter is not None else ()), vector, top_k),
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM vectors v "
-                    f"JOIN documents d ON d.rowid = v.rowid WHERE v.feature_seq = %s AND {where.sql} "
+                    f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM {table} v "
+                    f"JOIN documents d ON d.rowid = v.rowid WHERE {where.sql} "
                     "ORDER BY dist, d.document_id LIMIT %s",
-                    (vector, seq, *where.params, top_k),
+                    (vector, *where.params, top_k),
                 ).fetchall()
             if stats is not None and not hnsw:  # an exact search examined every vector of the feature
-                total = int(
-                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
-                )
+                total = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
         if stats is not None:
             stats.update({"path": "hnsw" if hnsw else "exact", "ef_search": ef if hnsw else None,
                           "candidates_examined": 0 if hnsw else total, "pending_scanned": 0,
@@ -411,9 +437,7 @@ class DocumentsMixin:
             count = (
                 0
                 if seq is None
-                else int(
-                    conn.execute("SELECT count(*) FROM vectors WHERE feature_seq = %s", (seq,)).fetchone()[0]
-                )
+                else int(conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0])
             )
             state = "none" if seq is None else index_state(conn, seq)
         return {
@@ -437,7 +461,7 @@ class DocumentsMixin:
         if status["vectors"] >= self.ann.threshold and status["path"] != "hnsw" and feature.dimension:
             with self.db.read() as conn:
                 seq = self._seqs(conn, collection.collection_id)[(feature.name, "dense")]
-            self._builder.build(seq, feature.dimension, feature.metric)
+            self._builder.build(seq, feature.dimension, feature.metric, wait=True)
             status = self.vector_index_status(collection, feature)
         return status
 

@@ -224,4 +224,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE executions ADD COLUMN owner text;
         """,
     ),
+    Migration(
+        6,
+        "vectors partitioned by feature",
+        # One table with a partial HNSW index per feature made every search plan open every feature's
+        # index (a lock each: thousands of collections exhaust the lock table) and every index build
+        # scan every feature's rows. Each dense feature now has its own partition, vectors_f<seq>, which
+        # searches and writes name directly; its HNSW index is rebuilt there by the background builder.
+        # No foreign keys: deletes of documents and collections remove vectors explicitly.
+        """
+        ALTER TABLE vectors RENAME TO vectors_unpartitioned;
+        CREATE TABLE vectors (
+            feature_seq bigint NOT NULL,
+            rowid bigint NOT NULL,
+            embedding vector NOT NULL,
+            PRIMARY KEY (feature_seq, rowid)
+        ) PARTITION BY LIST (feature_seq);
+        DO $$
+        DECLARE f record;
+        BEGIN
+            FOR f IN SELECT seq FROM features WHERE kind = 'dense' ORDER BY seq LOOP
+                EXECUTE format('CREATE TABLE vectors_f%s PARTITION OF vectors FOR VALUES IN (%s)', f.seq, f.seq);
+                EXECUTE format('CREATE INDEX vectors_f%s_by_document ON vectors_f%s(rowid)', f.seq, f.seq);
+                EXECUTE format(
+                    'INSERT INTO vectors_f%s SELECT feature_seq, rowid, embedding FROM vectors_unpartitioned '
+                    'WHERE feature_seq = %s', f.seq, f.seq);
+            END LOOP;
+        END $$;
+        DROP TABLE vectors_unpartitioned;
+        """,
+    ),
 )
