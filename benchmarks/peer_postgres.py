@@ -2,8 +2,10 @@
 package and the ``PgVector`` system.
 
 The server is Siftline's ``LocalPostgres`` (``siftline/storage/postgres/local.py``: the package's
-``pginstall/bin`` on a Unix socket in a fresh directory, as user ``postgres`` when run as root);
-``PostgresServer.stop`` stops it with ``pg_ctl stop -m fast`` and is called whatever happened.
+``pginstall/bin`` on a Unix socket in a fresh ``siftline-peers-pg-*`` directory of the system's
+temporary folder, as user ``postgres`` when run as root); ``PostgresServer.stop`` stops it with
+``pg_ctl stop -m fast`` and removes the directory, and is called whatever happened. Siftline on
+PostgreSQL (``peer_siftline.SiftlinePostgres``) runs on a cluster of its own of the same class.
 
 ``PgVector``: a table with the corpus's columns (``vector(384)``, text, ints), loaded by one binary
 COPY whose bytes are made before the clock starts; then an HNSW index (``vector_ip_ops``, Siftline's M
@@ -16,7 +18,9 @@ indexes on decile and bucket, then ANALYZE. Searches ``ORDER BY embedding <#> q 
 from __future__ import annotations
 
 import struct
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,16 +33,23 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COLUMNS = "id, text, embedding, category, bucket, decile, tenant, year"
 
 
+PG_PREFIX = "siftline-peers-pg-"  # the clusters' directories (the CI smoke test looks for them)
+SETTINGS = {"shared_buffers": "1GB", "max_parallel_maintenance_workers": "1"}
+
+
 class PostgresServer(LocalPostgres):
-    """A throw-away cluster (``siftline.storage.postgres.local``) sized for the benchmark."""
+    """A throw-away cluster (``siftline.storage.postgres.local``) sized for the benchmark, in a fresh
+    ``siftline-peers-pg-*`` directory of the system's temporary folder (removed by ``stop``).
+    ``settings`` are more (or other) ``-c`` server settings than ``SETTINGS``."""
 
-    def __init__(self) -> None:
-        super().__init__(shared_buffers="1GB", max_parallel_maintenance_workers="1")
+    def __init__(self, **settings: str) -> None:
+        super().__init__(Path(tempfile.mkdtemp(prefix=PG_PREFIX)), **(SETTINGS | settings))
+        self.temporary = True  # made here, so removed by stop() as LocalPostgres's own would be
 
-    def connect(self) -> Any:
+    def connect(self, dbname: str = "postgres") -> Any:
         import psycopg
 
-        return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname="postgres",
+        return psycopg.connect(host=str(self.root), port=self.port, user="postgres", dbname=dbname,
                                autocommit=True)  # fmt: skip
 
 

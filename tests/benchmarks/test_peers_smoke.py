@@ -2,8 +2,8 @@
 type it has, the figures are sane, and PostgreSQL is stopped and its directory removed afterwards.
 
 Runs ``benchmarks/peers.py --docs 3000 --queries 20 --tune-queries 20 --hnsw-threshold 1000 --no-write
---json …`` (Siftline over HTTP, LanceDB, PostgreSQL + pgvector, faiss) as a subprocess. Which system is
-faster is the full run's business, not this test's. About 30 s on 2 cores.
+--json …`` (Siftline over HTTP on SQLite and on PostgreSQL, LanceDB, PostgreSQL + pgvector, faiss) as a
+subprocess. Which system is faster is the full run's business, not this test's. About 45 s on 2 cores.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = 20
-KINDS = {"siftline": ("dense", "filtered", "bm25", "hybrid"), "lancedb": ("dense", "filtered", "bm25", "hybrid"),
-         "pgvector": ("dense", "filtered"), "faiss": ("dense", "filtered")}  # fmt: skip
-PG_PREFIX = "siftline-peers-pg-"  # benchmarks/peer_postgres.py's server directories
+ALL = ("dense", "filtered", "bm25", "hybrid")
+KINDS = {"siftline": ALL, "siftline-pg": ALL, "lancedb": ALL, "pgvector": ("dense", "filtered"),
+         "faiss": ("dense", "filtered")}  # fmt: skip
+PG_PREFIX = "siftline-peers-pg-"  # benchmarks/peer_postgres.py's cluster directories (pgvector, siftline-pg)
 
 
 def postgres_servers() -> dict[int, str]:
@@ -92,10 +93,29 @@ def test_peers_benchmark_tiny(tmp_path: Path) -> None:
     sift = fig["systems"]["siftline"]
     assert sift["index"]["json_lists"]["docs_per_s"] > 0
     assert sift["queries"]["dense"]["paths"] == {"hnsw": QUERIES}
-    for system in ("siftline", "lancedb"):
+
+    pg = fig["systems"]["siftline-pg"]  # the same server on PostgreSQL: its HNSW index built and used
+    assert pg["title"] == "Siftline over HTTP (PostgreSQL)"
+    feature = pg["index"]["dense_feature"]
+    assert feature["path"] == "hnsw" and not feature["building"] and feature["vectors"] == 3000
+    build = pg["index"]["build"]
+    assert build["first_seen_s"] is not None and build["valid_s"] >= build["first_seen_s"]
+    assert pg["index"]["postgres"]["graph_fit_in_memory"] is True
+    assert pg["index"]["postgres"]["maintenance_work_mem"] == "2GB"
+    assert pg["queries"]["dense"]["paths"] == {"hnsw": QUERIES}
+    assert pg["queries"]["hybrid"]["paths"] == {"hnsw+bm25": QUERIES}
+    # tuned on the tuning queries (its ef_search first); 20 measured ones may fall a little short
+    for kind in ("dense", "filtered"):
+        assert pg["queries"][kind]["recall_at_10"] >= 0.9, kind
+        assert pg["tuning"][kind]["reached"], kind
+    assert pg["queries"]["hybrid"]["overlap_vs_exact_rrf"] >= 0.8
+    assert "json_lists" not in pg["index"]
+    assert len(fig["acceptance_pg"]) == 5
+    for system in ("siftline", "siftline-pg", "lancedb"):
         bm25 = fig["systems"][system]["queries"]["bm25"]
         assert 0 <= bm25["same_top10"] <= 1 and 0 <= bm25["overlap_at_10"] <= 1
     assert fig["ratios"]["dense"]["ratio"] > 0
     for figure in ("docs/s", "time until indexed", "dense top-10", "10 % filter", "BM25", "hybrid RRF",
-                   "Siftline / best peer"):  # fmt: skip
+                   "Siftline / best peer", "Siftline over HTTP (PostgreSQL)", "PostgreSQL / SQLite",
+                   "acceptance (Siftline on PostgreSQL)"):  # fmt: skip
         assert figure in done.stdout, figure
