@@ -29,6 +29,8 @@ from siftline.storage.postgres.db import Database
 
 log = logging.getLogger("siftline.postgres.ann")
 BUILD_LOCK = 0x5F1A4400  # + feature seq: the advisory lock that leases one feature's build
+QUIET_S = 2.0  # a feature is indexed once its writes pause this long (a bulk load inserts without a graph)
+MAX_DEFER_S = 60.0  # … or once it has waited this long for a pause
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Builder:
     def __init__(self, db: Database, config: AnnConfig) -> None:
         self.db, self.config = db, config
         self._candidates: set[int] | None = None  # features written since the last pass (None: all)
+        self._last_write: dict[int, float] = {}  # feature → when this server last wrote it (monotonic)
+        self._waiting_since: dict[int, float] = {}  # feature → when it was first found due and deferred
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -108,8 +112,11 @@ class Builder:
         with self._guard:
             if seqs is None:
                 self._candidates = None
-            elif self._candidates is not None:
-                self._candidates.update(seqs)
+            else:
+                now = time.monotonic()
+                self._last_write.update(dict.fromkeys(seqs, now))
+                if self._candidates is not None:
+                    self._candidates.update(seqs)
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="siftline-pg-indexer", daemon=True)
                 self._thread.start()
@@ -117,7 +124,7 @@ class Builder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(5.0)
+            self._wake.wait(QUIET_S / 2 if self._waiting_since else 5.0)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -152,9 +159,23 @@ class Builder:
                         count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
                 except Exception:
                     continue
-                if count >= self.config.threshold:
+                if count >= self.config.threshold and self._quiet(int(seq)):
                     due.append((int(seq), int(feature["dimension"]), feature.get("metric")))
         return due
+
+    def _quiet(self, seq: int) -> bool:
+        """Whether feature ``seq``'s writes have paused (or it waited long enough): an index built during
+        a bulk load would make each later insert walk the graph (pgvector: under a hundred inserts a
+        second against tens of thousands without it). A deferred feature stays a candidate."""
+        now = time.monotonic()
+        with self._guard:
+            waiting = self._waiting_since.setdefault(seq, now)
+            if now - self._last_write.get(seq, 0.0) >= QUIET_S or now - waiting >= MAX_DEFER_S:
+                self._waiting_since.pop(seq, None)
+                return True
+            if self._candidates is not None:
+                self._candidates.add(seq)
+            return False
 
     def build(self, seq: int, dimension: int, metric: str | None, wait: bool = False) -> bool:
         """Build feature ``seq``'s index; True when valid after. While another thread or server holds the

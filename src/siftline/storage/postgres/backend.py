@@ -15,7 +15,7 @@ from siftline.storage.postgres.cache import CacheMixin
 from siftline.storage.postgres.catalog import CatalogMixin
 from siftline.storage.postgres.collections import CollectionsMixin
 from siftline.storage.postgres.db import Database
-from siftline.storage.postgres.documents import DocumentsMixin
+from siftline.storage.postgres.documents import Counts, DocumentsMixin
 from siftline.storage.postgres.evaluations import EvaluationsMixin
 from siftline.storage.postgres.fusion import FusionMixin
 from siftline.storage.postgres.interactions import InteractionsMixin
@@ -47,6 +47,7 @@ class PostgresStorage(
         self.db = Database(url, max_size=pool_size, timeout_s=timeout_s)
         self.ann = ann or AnnConfig()
         self._builder = Builder(self.db, self.ann)
+        self._counts = Counts()
         self._builder.poke()  # every feature once: an index a stopped build or a migration left to make
         self._init_servers(lease_s)
 

@@ -14,6 +14,8 @@ is narrowed with ``filters.evaluate`` and the search then runs over the rowids t
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,10 +52,49 @@ def _wire(collection_id: str, row: tuple[Any, ...]) -> dict[str, Any]:
     return {"document_id": doc_id, "collection_id": collection_id, **payload, "_internal": internal}
 
 
+def _copy(cur: Any, target: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows into ``table(columns)`` with COPY: one stream instead of a statement per row."""
+    with cur.copy(f"COPY {target} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+class Counts:
+    """Counts kept per (collection, write version, relation, filter): a filtered search weighs its filter's
+    share with two counts, which grow with the collection and repeat for every query until a write
+    changes the version (which makes the kept ones unreachable: they age out, least recently used)."""
+
+    def __init__(self, size: int = 512) -> None:
+        self._kept: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def count(self, conn: Any, key: tuple[str, int, str, str], sql: str, params: tuple[Any, ...]) -> int:
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+                return found
+        value = int(conn.execute(sql, params).fetchone()[0])
+        with self._lock:
+            self._kept[key] = value
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+        return value
+
+
 class DocumentsMixin:
     db: Database
     ann: AnnConfig
     _builder: Builder
+    _counts: Counts
+
+    @staticmethod
+    def _write_version(conn: Any, collection_id: str) -> int:
+        row = conn.execute(
+            "SELECT write_version FROM collections WHERE collection_id = %s", (collection_id,)
+        ).fetchone()
+        return int(row[0]) if row else -1
 
     # -- features ---------------------------------------------------------------------------------
 
@@ -119,23 +160,36 @@ class DocumentsMixin:
                              "c": cid.casefold()}))
                 for w in writes
             ]  # fmt: skip
-            rowids: list[int] = []
             with conn.cursor() as cur:
-                for w, (payload, internal, shadow) in zip(writes, rows, strict=True):
-                    if w.document_id in existing:
-                        rowid = existing[w.document_id]
+                updates = [
+                    (payload, internal, shadow, existing[w.document_id])
+                    for w, (payload, internal, shadow) in zip(writes, rows, strict=True)
+                    if w.document_id in existing
+                ]
+                if updates:
+                    cur.executemany(
+                        "UPDATE documents SET payload = %s::jsonb, internal = %s::jsonb, folded = %s::jsonb "
+                        "WHERE rowid = %s",
+                        updates,
+                    )
+                new = [
+                    (w.document_id, *row)
+                    for w, row in zip(writes, rows, strict=True)
+                    if w.document_id not in existing
+                ]
+                inserted: dict[str, int] = {}
+                if new:  # one statement: rowids are drawn in the order given (listings keep that order)
+                    columns = [list(c) for c in zip(*new, strict=True)]
+                    inserted = dict(
                         cur.execute(
-                            "UPDATE documents SET payload = %s::jsonb, internal = %s::jsonb, folded = %s::jsonb "
-                            "WHERE rowid = %s",
-                            (payload, internal, shadow, rowid),
-                        )
-                    else:
-                        rowid = cur.execute(
                             "INSERT INTO documents(collection_id, document_id, payload, internal, folded) "
-                            "VALUES (%s, %s, %s::jsonb, %s::jsonb, %s::jsonb) RETURNING rowid",
-                            (cid, w.document_id, payload, internal, shadow),
-                        ).fetchone()[0]
-                    rowids.append(rowid)
+                            "SELECT %s, t.d, t.p::jsonb, t.i::jsonb, t.f::jsonb "
+                            "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY "
+                            "AS t(d, p, i, f, n) ORDER BY t.n RETURNING document_id, rowid",
+                            (cid, *columns),
+                        ).fetchall()
+                    )
+                rowids = [existing.get(w.document_id) or inserted[w.document_id] for w in writes]
                 if existing:  # a replaced document's old vectors and text go; the new ones follow
                     old = list(existing.values())
                     self._delete_vectors(cur, cid, old)
@@ -168,10 +222,7 @@ class DocumentsMixin:
                 )
             rows.append((seq, rowid, _vector_text(_prepared(vector, feature.metric))))
         if rows:
-            cur.executemany(
-                f"INSERT INTO {vectors_table(seq)}(feature_seq, rowid, embedding) VALUES (%s, %s, %s::vector)",
-                rows,
-            )
+            _copy(cur, f"{vectors_table(seq)}(feature_seq, rowid, embedding)", rows)
 
     def _delete_vectors(self, conn: Any, collection_id: str, rowids: list[int]) -> None:
         """The vectors of these documents, from each dense feature's table (no foreign key does it)."""
@@ -191,8 +242,9 @@ class DocumentsMixin:
         if not pairs:
             return
         analyzed = text.analyze(t for _, t in pairs)
-        cur.executemany(
-            "INSERT INTO bm25_docs(feature_seq, rowid, length) VALUES (%s, %s, %s)",
+        _copy(
+            cur,
+            "bm25_docs(feature_seq, rowid, length)",
             [(seq, rowid, int(analyzed.lengths[i])) for i, (rowid, _) in enumerate(pairs)],
         )
         postings = []
@@ -201,9 +253,7 @@ class DocumentsMixin:
             for code, tf in zip(analyzed.codes[lo:hi].tolist(), analyzed.tfs[lo:hi].tolist(), strict=True):
                 postings.append((seq, analyzed.terms[code], rowid, tf))
         if postings:
-            cur.executemany(
-                "INSERT INTO bm25_postings(feature_seq, term, rowid, tf) VALUES (%s, %s, %s, %s)", postings
-            )
+            _copy(cur, "bm25_postings(feature_seq, term, rowid, tf)", postings)
 
     def delete_documents(self, collection: Collection, document_ids: Sequence[str]) -> int:
         if not document_ids:
@@ -385,15 +435,15 @@ class DocumentsMixin:
             hnsw = feature.dimension is not None and state == "valid"
             share, ef = 1.0, max(self.ann.ef_search, top_k)
             if hnsw and filter is not None:  # as the embedded backend: few passing → exact; else a wider walk
-                total = int(  # the share a filter passes needs the real count, not the estimate
-                    conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                version = self._write_version(conn, collection.collection_id)
+                total = self._counts.count(  # the share a filter passes needs the real count
+                    conn, (collection.collection_id, version, table, ""), f"SELECT count(*) FROM {table}", ()
                 )
-                passing = int(
-                    conn.execute(
-                        f"SELECT count(*) FROM {table} v JOIN documents d ON d.rowid = v.rowid "
-                        f"WHERE {where.sql}",
-                        where.params,
-                    ).fetchone()[0]
+                passing = self._counts.count(
+                    conn,
+                    (collection.collection_id, version, table, repr(filter)),
+                    f"SELECT count(*) FROM {table} v JOIN documents d ON d.rowid = v.rowid WHERE {where.sql}",
+                    tuple(where.params),
                 )
                 share = passing / max(1, total)
                 hnsw = passing > max(self.ann.exact_filter_floor, int(self.ann.exact_filter_max * total))
@@ -424,7 +474,10 @@ class DocumentsMixin:
                     (vector, *where.params, top_k),
                 ).fetchall()
             if stats is not None and not hnsw:  # an exact search examined every vector of the feature
-                total = int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                version = self._write_version(conn, collection.collection_id)
+                total = self._counts.count(
+                    conn, (collection.collection_id, version, table, ""), f"SELECT count(*) FROM {table}", ()
+                )
         if stats is not None:
             stats.update({"path": "hnsw" if hnsw else "exact", "ef_search": ef if hnsw else None,
                           "candidates_examined": 0 if hnsw else total, "pending_scanned": 0,
@@ -475,33 +528,47 @@ class DocumentsMixin:
             seq = self._seqs(conn, collection.collection_id).get((feature.name, "bm25"))
             if seq is None:
                 return []
-            n, total = conn.execute(
-                "SELECT count(*), coalesce(sum(length), 0) FROM bm25_docs WHERE feature_seq = %s", (seq,)
-            ).fetchone()
+            version = self._write_version(conn, collection.collection_id)
+            key = (collection.collection_id, version, f"bm25_docs:{seq}", "")
+            n = self._counts.count(conn, key, "SELECT count(*) FROM bm25_docs WHERE feature_seq = %s", (seq,))
             if not n:
                 return []
+            total = self._counts.count(
+                conn,
+                (*key[:3], "sum(length)"),
+                "SELECT coalesce(sum(length), 0) FROM bm25_docs WHERE feature_seq = %s",
+                (seq,),
+            )
             avgdl = float(total) / float(n)
             where = self._where(conn, collection, filter)
-            rows = conn.execute(
-                f"""
-                WITH df AS (
-                    SELECT term, count(*)::float8 AS df FROM bm25_postings
-                    WHERE feature_seq = %s AND term = ANY(%s) GROUP BY term
+            # One pass over the query terms' postings (each term's document frequency counted over them);
+            # scores summed per rowid; document ids read only for the rows that can make the page: all
+            # of them with a filter, else the top k and every row tied with the k-th.
+            scored = f"""
+                WITH hits AS (
+                    SELECT p.rowid, p.tf, count(*) OVER (PARTITION BY p.term)::float8 AS df
+                    FROM bm25_postings p WHERE p.feature_seq = %s AND p.term = ANY(%s)
+                ), scored AS (
+                    SELECT h.rowid, sum(
+                        ln(1 + (%s - h.df + 0.5) / (h.df + 0.5)) * h.tf * {text.K1 + 1.0}
+                        / (h.tf + {text.K1} * (1 - {text.B} + {text.B} * b.length / %s))
+                    ) AS score
+                    FROM hits h JOIN bm25_docs b ON b.feature_seq = %s AND b.rowid = h.rowid
+                    GROUP BY h.rowid
+                )"""
+            params: tuple[Any, ...] = (seq, terms, float(n), avgdl, seq)
+            if filter is None:
+                candidates = (
+                    "(SELECT * FROM scored WHERE score >= coalesce((SELECT score FROM scored "
+                    "ORDER BY score DESC OFFSET %s LIMIT 1), '-infinity'::float8))"
                 )
-                SELECT d.document_id, sum(
-                    ln(1 + (%s - df.df + 0.5) / (df.df + 0.5)) * p.tf * {text.K1 + 1.0}
-                    / (p.tf + {text.K1} * (1 - {text.B} + {text.B} * b.length / %s))
-                ) AS score
-                FROM bm25_postings p
-                JOIN df ON df.term = p.term
-                JOIN bm25_docs b ON b.feature_seq = p.feature_seq AND b.rowid = p.rowid
-                JOIN documents d ON d.rowid = p.rowid
-                WHERE p.feature_seq = %s AND p.term = ANY(%s) AND {where.sql}
-                GROUP BY d.document_id
-                ORDER BY score DESC, d.document_id
-                LIMIT %s
-                """,
-                (seq, terms, float(n), avgdl, seq, terms, *where.params, top_k),
+                params += (top_k - 1,)
+            else:
+                candidates = "scored"
+            rows = conn.execute(
+                f"{scored} SELECT d.document_id, s.score FROM {candidates} s JOIN documents d ON d.rowid = s.rowid "
+                f'WHERE {where.sql} ORDER BY s.score DESC, d.document_id COLLATE "C" LIMIT %s',
+                (*params, *where.params, top_k),
             ).fetchall()
         return [(doc_id, float(score)) for doc_id, score in rows]
 
