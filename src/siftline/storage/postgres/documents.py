@@ -463,14 +463,14 @@ class DocumentsMixin:
                 rows = conn.execute(
                     f"SELECT d.document_id, hits.dist FROM (SELECT v.rowid, {key} AS dist FROM {table} v "
                     f"WHERE true{passes} ORDER BY {key} LIMIT %s) hits "
-                    "JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id",
+                    'JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id COLLATE "C"',
                     (vector, *(where.params if filter is not None else ()), vector, top_k),
                 ).fetchall()
             else:
                 rows = conn.execute(
                     f"SELECT d.document_id, v.embedding {distance} %s::vector AS dist FROM {table} v "
                     f"JOIN documents d ON d.rowid = v.rowid WHERE {where.sql} "
-                    "ORDER BY dist, d.document_id LIMIT %s",
+                    'ORDER BY dist, d.document_id COLLATE "C" LIMIT %s',
                     (vector, *where.params, top_k),
                 ).fetchall()
             if stats is not None and not hnsw:  # an exact search examined every vector of the feature
