@@ -19,40 +19,17 @@ keyset chains to the last page), aggregations, group_by and facets, BM25 (top 10
 (rrf, weighted, dbsf, max); and a hypothesis property drawing random pipelines from the stage catalogue
 with the strategies of ``tests/api/test_optimizer_equivalence.py``, plus BM25 legs and aggregates.
 
-Engine bugs this file found (reported, not fixed here; each pinned by a strict xfail test below, so
-fixing one turns its test red until its switch is flipped):
+Engine differences this file found, each pinned by a strict xfail test below while open (fixing one
+turns its test red until its switch is flipped). Fixed: ``SQLITE_TIE_CUT_BUG`` (SQLite's exact vector
+search kept an arbitrary subset of the documents tied at the top_k cut; both backends now keep every
+tie and let document ids decide), ``BM25_SUM_ORDER_BUG`` (PostgreSQL summed a document's BM25 terms in
+plan order, partly in ``numeric``; both backends now sum in query order, every operation in float8,
+idf with the C library's ``log``: scores equal to the bit), ``FACET_VALUE_BUG`` (a facet counted
+``0``, ``0.0`` and ``False`` in one bucket shown with whichever came first; booleans are now apart from
+numbers, and a bucket of ``0`` and ``0.0`` shows ``0``). Open:
 
-* ``SQLITE_TIE_CUT_BUG``: SQLite's exact vector search keeps an arbitrary subset of the documents tied at
-  the top_k cut (``storage/sqlite/vectors.py``, ``VectorIndex._exact``: ``np.argpartition``), PostgreSQL
-  the smallest ids (``ORDER BY dist, document_id LIMIT k``), as SQLite's own BM25 does
-  (``bm25._top`` keeps every tie at the cut). While it is open the other tests ask storage for every
-  vector (``cut``), so no tie straddles a storage cut (fusion and final_top_k still cut, in shared code).
 * ``PG_NEGATIVE_ZERO_BUG``: PostgreSQL gives ``-0.0`` back as ``0.0`` (``numeric`` has no negative
   zero). While it is open the corpus holds no ``-0.0``.
-* ``BM25_SUM_ORDER_BUG``: PostgreSQL adds a document's BM25 term contributions with a plain ``sum()``
-  over the joined postings rows (``storage/postgres/documents.py``, ``text_search``), in whatever order
-  the plan yields them; floating-point addition is not associative, so of three documents with equal
-  term counts and length (equal scores in exact arithmetic) one may score an ulp lower and lose its
-  place in the document-id order: "red apple cats", top 10, ranks 9 and 10 swap (3.04580981519038 on
-  SQLite, 3.0458098151903794 for ``xbyb`` on PostgreSQL). Two terms add commutatively; while it is open
-  every BM25 query here has at most two distinct terms.
-* ``FACET_VALUE_BUG``: a facet counts values with a ``Counter``, so ``0``, ``0.0`` and ``False`` (and
-  ``1``, ``1.0``, ``True``) share one bucket shown with whichever value came first, and buckets of equal
-  count whose ``str`` is equal (``2`` and ``"2"``) keep that order too; the documents come from iterating
-  a ``set`` of keys and from storage (``pipeline/stages/feature_search.py``, ``FeatureSearch._facets``),
-  so the value shown depends on PYTHONHASHSEED and on the backend. While it is open no facet counts
-  the field ``n``.
-
-Found too, about float rounding rather than ordering: two documents whose scores are equal in exact
-arithmetic may score one float32 ulp apart on one backend and tie on the other, and then swap places
-(their scores still agree to 1e-6). SQLite scores cosine as one float32 matrix-vector product over
-vectors normalized at write, and OpenBLAS computes the last rows of a matrix with other instructions
-than the rest: two *identical* vectors can score 0.7297051 and 0.72970504 against the same query by
-their row position alone (PostgreSQL: both 0.72970498). Different vectors with mathematically equal
-cosines ([-2, 2, -1, -1] and [-1, 1, -2, 2] against [-1, 2, 0, 1]) likewise. So the cosine feature's
-vectors are random directions (no ties), no two documents share a text (identical texts embed
-identically), and the ties come from the euclidean and dot-product features' small integers (exact on
-both), from BM25 (``cat`` and ``cats`` stem alike) and from sort keys.
 """
 
 from __future__ import annotations
@@ -113,10 +90,10 @@ SEARCH_REPORT_DIFFERING = frozenset({"filter_passes", "candidates_examined"})
 # hashes the query with its collection ids. Each backend's next page is asked with its own cursor.
 COMPARED_HEADERS = ("x-cache", "x-execution-mode")  # not ETag: a hash of the body, collection ids and all
 ABS_TOL, REL_TOL = 1e-6, 1e-9
-SQLITE_TIE_CUT_BUG = True  # see the module's docstring; set False once fixed
+SQLITE_TIE_CUT_BUG = False  # see the module's docstring (fixed: both keep every tie at the cut)
 PG_NEGATIVE_ZERO_BUG = True
-FACET_VALUE_BUG = True
-BM25_SUM_ORDER_BUG = True
+FACET_VALUE_BUG = False  # fixed: booleans apart from numbers, a bucket of 0 and 0.0 shows 0
+BM25_SUM_ORDER_BUG = False  # fixed: both backends sum in query order, in float8
 MIXED_FACET = "n"  # the field holding 0, 0.0, False, 1, 1.0, True and "2" beside 2
 WHOLE = 400  # more than any collection's documents
 

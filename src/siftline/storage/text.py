@@ -16,6 +16,7 @@ term count and avgdl their mean. Ranking is by score, ties by document id (ascen
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import unicodedata
@@ -129,8 +130,13 @@ def analyze(texts: Iterable[str]) -> Analyzed:
 
 
 def idf(n_docs: int, df: np.ndarray) -> np.ndarray:
-    df = np.asarray(df, dtype=np.float64)
-    return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+    """ln(1 + (N - df + 0.5) / (df + 0.5)), term by term with the C library's ``log`` — the function
+    PostgreSQL's ``ln`` calls, so both backends score every term to the same bit (numpy's vectorised
+    log may differ in the last place)."""
+    return np.array(
+        [math.log(1 + (n_docs - d + 0.5) / (d + 0.5)) for d in np.asarray(df, dtype=np.float64).tolist()],
+        dtype=np.float64,
+    )
 
 
 def term_scores(idf_t: float, tf: np.ndarray, lengths: np.ndarray, avgdl: float) -> np.ndarray:

@@ -13,6 +13,7 @@ searches examined.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -464,16 +465,35 @@ class FeatureSearch(Stage[FeatureSearchParams]):
                 views += [d.as_dict() for d in ctx.storage.get_documents(collection, ids)]
         results = []
         for facet in facets:
-            counts: Counter[Any] = Counter()
+            counts: Counter[tuple[str, Any]] = Counter()
+            shown: dict[tuple[str, Any], Any] = {}
             for view in views:
                 value = get_path(view, facet.key)
-                values = value if isinstance(value, list) else [value]
-                counts.update(
-                    v for v in values if v is not MISSING and v is not None and not isinstance(v, dict)
-                )
-            ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[: facet.limit]
-            results.append({"key": facet.key, "values": [{"value": v, "count": n} for v, n in ordered]})
+                for v in value if isinstance(value, list) else [value]:
+                    if v is MISSING or v is None or isinstance(v, dict):
+                        continue
+                    bucket = _facet_bucket(v)
+                    counts[bucket] += 1
+                    # a bucket of 0 and 0.0 shows the integer, whichever document came first
+                    if bucket not in shown or (isinstance(v, int) and not isinstance(shown[bucket], int)):
+                        shown[bucket] = v
+            ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(shown[kv[0]]), kv[0][0]))
+            values = [{"value": shown[b], "count": n} for b, n in ordered[: facet.limit]]
+            results.append({"key": facet.key, "values": values})
         return results
+
+
+def _facet_bucket(value: Any) -> tuple[str, Any]:
+    """The bucket a facet counts a value in: booleans apart from numbers (``False`` is not ``0``), numbers
+    by value (``0`` and ``0.0`` together, as filters compare them), strings apart from both, lists by
+    their JSON text."""
+    if isinstance(value, bool):
+        return ("boolean", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    if isinstance(value, str):
+        return ("string", value)
+    return ("json", json.dumps(value, sort_keys=True, default=str))
 
 
 def _merge_stats(info: dict[str, Any], stats: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from siftline.storage.postgres.db import Database
 log = logging.getLogger("siftline.postgres.ann")
 BUILD_LOCK = 0x5F1A4400  # + feature seq: the advisory lock that leases one feature's build
 QUIET_S = 2.0  # a feature is indexed once its writes pause this long (a bulk load inserts without a graph)
-MAX_DEFER_S = 60.0  # … or once it has waited this long for a pause
+MAX_DEFER_S = 600.0  # … or once it has waited this long (a steady trickle of writes never pauses)
 
 
 @dataclass(frozen=True)

@@ -544,19 +544,26 @@ class DocumentsMixin:
             # One pass over the query terms' postings (each term's document frequency counted over them);
             # scores summed per rowid; document ids read only for the rows that can make the page: all
             # of them with a filter, else the top k and every row tied with the k-th.
-            scored = f"""
+            # every operation in float8, in numpy's order (``text.term_scores``), and each document's
+            # terms summed in query order: scores equal to the bit to the embedded backend's
+            scored = """
                 WITH hits AS (
-                    SELECT p.rowid, p.tf, count(*) OVER (PARTITION BY p.term)::float8 AS df
-                    FROM bm25_postings p WHERE p.feature_seq = %s AND p.term = ANY(%s)
+                    SELECT p.rowid, p.tf::float8 AS tf, q.ord,
+                           count(*) OVER (PARTITION BY p.term)::float8 AS df
+                    FROM unnest(%s::text[]) WITH ORDINALITY AS q(term, ord)
+                    JOIN bm25_postings p ON p.feature_seq = %s AND p.term = q.term
                 ), scored AS (
                     SELECT h.rowid, sum(
-                        ln(1 + (%s - h.df + 0.5) / (h.df + 0.5)) * h.tf * {text.K1 + 1.0}
-                        / (h.tf + {text.K1} * (1 - {text.B} + {text.B} * b.length / %s))
+                        ln(1::float8 + (%s::float8 - h.df + 0.5::float8) / (h.df + 0.5::float8)) * h.tf
+                        * %s::float8 / (h.tf + %s::float8 * (1::float8 - %s::float8
+                                                              + %s::float8 * b.length::float8 / %s::float8))
+                        ORDER BY h.ord
                     ) AS score
                     FROM hits h JOIN bm25_docs b ON b.feature_seq = %s AND b.rowid = h.rowid
                     GROUP BY h.rowid
                 )"""
-            params: tuple[Any, ...] = (seq, terms, float(n), avgdl, seq)
+            k1, b = text.K1, text.B
+            params: tuple[Any, ...] = (terms, seq, float(n), k1 + 1.0, k1, b, b, avgdl, seq)
             if filter is None:
                 candidates = (
                     "(SELECT * FROM scored WHERE score >= coalesce((SELECT score FROM scored "

@@ -242,6 +242,7 @@ class TextIndex:
             ok = ok & mask
         avgdl = s.total_len / s.count
         idf = text.idf(s.count, s.df[ids])
+        canonical = list(zip(ids, idf.tolist(), strict=True))  # query order: the order scores are summed in
         norm_min = text.K1 * (1 - text.B + text.B * s.min_len[ids] / avgdl)
         tf_max = s.max_tf[ids].astype(np.float64)
         bound = idf * tf_max * (text.K1 + 1) / (tf_max + norm_min)
@@ -264,6 +265,16 @@ class TextIndex:
             slots, tfs = self._postings(s, term, ok)
             contrib = text.term_scores(float(idf[i]), tfs, lengths[slots], avgdl)
             cand, scores = _union(cand, scores, slots, contrib)
+        # The loop summed in bound order; the final scores are summed in query order, as every backend
+        # sums them, so that equal scores are equal to the bit (ties then go by document id). Only the
+        # candidates within rounding of the k-th score can change places.
+        if len(cand) > top_k:
+            kth = np.partition(scores, len(scores) - top_k)[len(scores) - top_k]
+            keep = scores >= kth - 1e-9 * abs(kth)
+            cand = cand[keep]
+        scores = np.zeros(len(cand), dtype=np.float64)
+        for term, idf_t in canonical:
+            scores += self._lookup(s, term, idf_t, cand, lengths, avgdl)
         return self._top(cand, scores, top_k)
 
     @staticmethod

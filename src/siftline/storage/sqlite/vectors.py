@@ -260,7 +260,11 @@ class VectorIndex:
         k = min(top_k, scores.shape[0])
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        best = np.argpartition(-scores, k - 1)[:k]
+        if scores.shape[0] > k:  # every tie at the cut too, so that document ids decide among them
+            kth = np.partition(scores, scores.shape[0] - k)[scores.shape[0] - k]
+            best = np.flatnonzero(scores >= kth)
+        else:
+            best = np.arange(scores.shape[0])
         best = best[np.isfinite(scores[best])]
         return candidates[best], scores[best]
 
