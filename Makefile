@@ -26,8 +26,9 @@ serve: setup ## Start Siftline on the embedded default (SQLite in $(DATA_DIR))
 serve-postgres: setup ## Try Siftline on PostgreSQL: a local PostgreSQL 18 + pgvector (pip) in ./siftline-pg
 	$(BIN)/siftline serve-postgres --pg-dir ./siftline-pg --host $(HOST) --port $(PORT)
 
-test: setup ## Run the whole test suite
+test: setup ## Run the whole test suite, then the API suites again on a local PostgreSQL
 	$(BIN)/python -m pytest
+	SIFTLINE_TEST_STORAGE=postgres $(BIN)/python -m pytest tests/api -q
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -252,6 +252,7 @@ def loaded(client: TestClient, n: int, seed: int = 0, build: bool = True) -> Vec
 # -- 1. HNSW above the threshold, exact below -------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # the embedded index's own segments, pending tail and tombstones
 def test_above_the_threshold_search_goes_through_hnsw_and_agrees_with_exact(
     tmp_path: Path, embedder: TextEmbedder
 ) -> None:
@@ -441,6 +442,7 @@ def test_filtered_search_returns_only_passing_documents_with_high_recall(
 # -- 6. the status endpoint -------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # the embedded index's own segments, pending tail and tombstones
 def test_the_status_endpoint_counts_vectors_pending_and_tombstones(
     tmp_path: Path, embedder: TextEmbedder
 ) -> None:

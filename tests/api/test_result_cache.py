@@ -859,6 +859,7 @@ def stored_cache_values(settings: Settings) -> list[bytes]:
         return [bytes(row[0]) for row in db.execute("SELECT value FROM cache_entries")]
 
 
+@pytest.mark.sqlite_only  # reads cache_entries in siftline.db
 def test_excluded_fields_are_not_stored_yet_a_hit_returns_them(fresh: TestClient, settings: Settings) -> None:
     ok(fresh.patch(f"{DOCS_PATH}/p01", json={"email": "alice@example.com", "title": "Title Marker"}))
     config = {"enabled": True, "ttl_seconds": 600, "exclude_fields": ["email"]}
@@ -874,6 +875,7 @@ def test_excluded_fields_are_not_stored_yet_a_hit_returns_them(fresh: TestClient
     same_result(hit, first)
 
 
+@pytest.mark.sqlite_only  # reads cache_entries in siftline.db
 def test_the_cache_is_bounded_and_evicts_the_least_recently_used_entry(
     tmp_path: Path, embedder: TextEmbedder
 ) -> None:

@@ -19,9 +19,11 @@ an invalid index, which the next build drops first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +102,8 @@ class Builder:
     def __init__(self, db: Database, config: AnnConfig) -> None:
         self.db, self.config = db, config
         self._candidates: set[int] | None = None  # features written since the last pass (None: all)
-        self._last_write: dict[int, float] = {}  # feature → when this server last wrote it (monotonic)
+        self._last_write: dict[str, float] = {}  # collection → when this server last wrote it (monotonic)
+        self._writing: dict[str, int] = {}  # collection → this server's writes to it in progress
         self._waiting_since: dict[int, float] = {}  # feature → when it was first found due and deferred
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -112,15 +115,28 @@ class Builder:
         with self._guard:
             if seqs is None:
                 self._candidates = None
-            else:
-                now = time.monotonic()
-                self._last_write.update(dict.fromkeys(seqs, now))
-                if self._candidates is not None:
-                    self._candidates.update(seqs)
+            elif self._candidates is not None:
+                self._candidates.update(seqs)
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="siftline-pg-indexer", daemon=True)
                 self._thread.start()
         self._wake.set()
+
+    @contextlib.contextmanager
+    def writing(self, collection_id: str) -> Iterator[None]:
+        """Around a write to a collection: while any is in progress, and for ``QUIET_S`` after the
+        last, the collection's features are not indexed (concurrent batches queue on the collection's
+        row, so the time between two commits is no pause)."""
+        with self._guard:
+            self._writing[collection_id] = self._writing.get(collection_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self._writing[collection_id] -= 1
+                if not self._writing[collection_id]:
+                    del self._writing[collection_id]
+                self._last_write[collection_id] = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -143,12 +159,12 @@ class Builder:
             candidates, self._candidates = self._candidates, set()
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT f.seq, f.name, c.config FROM features f JOIN collections c USING (collection_id) "
+                "SELECT f.seq, f.name, c.config, c.collection_id FROM features f JOIN collections c USING (collection_id) "
                 "WHERE f.kind = 'dense' AND (%s::bigint[] IS NULL OR f.seq = ANY(%s::bigint[])) ORDER BY f.seq",
                 (None if candidates is None else sorted(candidates),) * 2,
             ).fetchall()
             due = []
-            for seq, name, cfg in rows:
+            for seq, name, cfg, collection_id in rows:
                 feature = next(
                     (f for f in cfg["features"] if f["kind"] == "dense" and f["name"] == name), None
                 )
@@ -159,18 +175,22 @@ class Builder:
                         count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
                 except Exception:
                     continue
-                if count >= self.config.threshold and self._quiet(int(seq)):
+                if count >= self.config.threshold and self._quiet(int(seq), collection_id):
                     due.append((int(seq), int(feature["dimension"]), feature.get("metric")))
         return due
 
-    def _quiet(self, seq: int) -> bool:
+    def _quiet(self, seq: int, collection_id: str) -> bool:
         """Whether feature ``seq``'s writes have paused (or it waited long enough): an index built during
         a bulk load would make each later insert walk the graph (pgvector: under a hundred inserts a
         second against tens of thousands without it). A deferred feature stays a candidate."""
         now = time.monotonic()
         with self._guard:
             waiting = self._waiting_since.setdefault(seq, now)
-            if now - self._last_write.get(seq, 0.0) >= QUIET_S or now - waiting >= MAX_DEFER_S:
+            paused = (
+                collection_id not in self._writing
+                and now - self._last_write.get(collection_id, 0.0) >= QUIET_S
+            )
+            if paused or now - waiting >= MAX_DEFER_S:
                 self._waiting_since.pop(seq, None)
                 return True
             if self._candidates is not None:

@@ -30,9 +30,15 @@ from siftline.storage.cursors import decode_cursor, encode_cursor
 from siftline.storage.postgres.ann import AnnConfig, Builder, index_info, index_state, vectors_table
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.filter_sql import Frag, compile_filter, path_value, q
-from siftline.storage.postgres.jsonvalues import check_storable, exact_json, folded
+from siftline.storage.postgres.jsonvalues import (
+    check_storable,
+    exact_json,
+    folded,
+    negative_zeros,
+    restore_negative_zeros,
+)
 
-_DOC = "d.rowid, d.document_id, d.payload, d.internal"
+_DOC = "d.rowid, d.document_id, d.payload, d.internal, d.folded->'z'"  # z: where -0.0 was (jsonvalues)
 
 
 def _vector_text(vector: np.ndarray) -> str:
@@ -47,9 +53,17 @@ def _prepared(vector: np.ndarray, metric: str | None) -> np.ndarray:
 
 
 def _wire(collection_id: str, row: tuple[Any, ...]) -> dict[str, Any]:
-    """The dict ``filters.evaluate`` reads, from (rowid, document_id, payload, internal)."""
-    _, doc_id, payload, internal = row
+    """The dict ``filters.evaluate`` reads, from a ``_DOC`` row (its ``-0.0`` restored)."""
+    _, doc_id, payload, internal, zeros = row
+    payload = restore_negative_zeros(payload, (zeros or {}).get("p"))
+    internal = restore_negative_zeros(internal, (zeros or {}).get("i"))
     return {"document_id": doc_id, "collection_id": collection_id, **payload, "_internal": internal}
+
+
+def _zeros(w: DocumentWrite) -> dict[str, Any]:
+    """Where the payload and internal fields hold ``-0.0`` (``numeric`` cannot), when they do."""
+    p, i = negative_zeros(w.payload), negative_zeros(w.internal)
+    return {"z": {"p": p, "i": i}} if p or i else {}
 
 
 def _copy(cur: Any, target: str, rows: Sequence[tuple[Any, ...]]) -> None:
@@ -130,7 +144,7 @@ class DocumentsMixin:
             check_storable(w.payload, ["body", "documents", i])
             check_storable(w.internal, ["body", "documents", i, "_internal"])
         cid = collection.collection_id
-        with self.db.write() as conn:
+        with self._builder.writing(cid), self.db.write() as conn:
             locked = conn.execute(
                 "UPDATE collections SET write_version = write_version + 1 WHERE collection_id = %s "
                 "RETURNING write_version",
@@ -157,7 +171,7 @@ class DocumentsMixin:
             rows = [
                 (exact_json(w.payload), exact_json(w.internal),
                  exact_json({"p": folded(w.payload), "i": folded(w.internal), "d": w.document_id.casefold(),
-                             "c": cid.casefold()}))
+                             "c": cid.casefold(), **_zeros(w)}))
                 for w in writes
             ]  # fmt: skip
             with conn.cursor() as cur:
@@ -279,7 +293,15 @@ class DocumentsMixin:
     def _documents(
         self, conn: Any, collection: Collection, rows: list[Any], with_vectors: bool
     ) -> list[Document]:
-        docs = [Document(r[1], collection.collection_id, r[2], r[3]) for r in rows]
+        docs = [
+            Document(
+                r[1],
+                collection.collection_id,
+                restore_negative_zeros(r[2], (r[4] or {}).get("p")),
+                restore_negative_zeros(r[3], (r[4] or {}).get("i")),
+            )
+            for r in rows
+        ]
         if with_vectors and rows:
             by_rowid = {r[0]: doc for r, doc in zip(rows, docs, strict=True)}
             for doc in docs:

@@ -13,6 +13,9 @@
   beside the document, it answers case-insensitive conditions exactly, where PostgreSQL's ``lower`` and
   ``casefold`` depend on the collation provider (``ß`` stays ``ß`` under libc).
 
+``numeric`` has no negative zero: :func:`negative_zeros` lists where a document holds ``-0.0``, the
+backend keeps that list beside it and :func:`restore_negative_zeros` puts the sign back on reading.
+
 ``jsonb`` orders an object's keys by length, then bytewise, so documents read back with their fields in
 that order (JSON objects are unordered; every value is kept). It cannot hold NUL in strings:
 :func:`check_storable` says where one is.
@@ -66,6 +69,29 @@ def _write(value: Any, out: list[str]) -> None:
         out.append(json.dumps(value, ensure_ascii=False))
     else:
         raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def negative_zeros(value: Any, path: tuple[str | int, ...] = ()) -> list[list[str | int]]:
+    """The paths (keys and list positions) of every ``-0.0`` in ``value``."""
+    if isinstance(value, float):
+        return [list(path)] if value == 0.0 and math.copysign(1.0, value) < 0 else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in negative_zeros(v, (*path, str(k)))]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in negative_zeros(v, (*path, i))]
+    return []
+
+
+def restore_negative_zeros(value: Any, paths: list[list[str | int]] | None) -> Any:
+    """``value`` (as read back) with ``-0.0`` at each of ``paths`` again."""
+    for path in paths or ():
+        if not path:
+            return -0.0
+        node = value
+        for step in path[:-1]:
+            node = node[step]
+        node[path[-1]] = -0.0
+    return value
 
 
 def folded(value: Any) -> Any:
