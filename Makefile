@@ -28,7 +28,7 @@ serve-postgres: setup ## Try Siftline on PostgreSQL: a local PostgreSQL 18 + pgv
 
 test: setup ## Run the whole test suite, then the API suites again on a local PostgreSQL
 	$(BIN)/python -m pytest
-	SIFTLINE_TEST_STORAGE=postgres $(BIN)/python -m pytest tests/api -q
+	SIFTLINE_TEST_STORAGE=postgres $(BIN)/python -m pytest tests/api
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
