@@ -149,7 +149,7 @@ def test_a_filtered_hnsw_search_keeps_only_passing_documents_with_high_recall(
         assert stats["path"] == "hnsw" and stats["ef_search"] == int(100 / 0.2**0.5)  # widened for the filter
         exact = {e[0] for e in brute_force(passing, q, "cosine", 10)}
         recalls.append(len(exact & {h[0] for h in hits}) / 10)
-    assert float(np.mean(recalls)) >= 0.95
+    assert float(np.mean(recalls)) >= 0.95, recalls
 
 
 def test_writes_after_the_build_are_found_at_once_and_deleted_ones_never(

@@ -482,11 +482,16 @@ class DocumentsMixin:
                     if filter is None
                     else f" AND EXISTS (SELECT 1 FROM documents d WHERE d.rowid = v.rowid AND {where.sql})"
                 )
+                # with a filter the scan runs in relaxed order (later rounds of the walk may find closer
+                # passing rows), so the first ef passing rows are kept and the best k taken from them,
+                # as the embedded backend takes the best k of the passing rows its walk visited
+                fetch = top_k if filter is None else max(top_k, ef)
                 rows = conn.execute(
                     f"SELECT d.document_id, hits.dist FROM (SELECT v.rowid, {key} AS dist FROM {table} v "
                     f"WHERE true{passes} ORDER BY {key} LIMIT %s) hits "
-                    'JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id COLLATE "C"',
-                    (vector, *(where.params if filter is not None else ()), vector, top_k),
+                    'JOIN documents d ON d.rowid = hits.rowid ORDER BY hits.dist, d.document_id COLLATE "C" '
+                    "LIMIT %s",
+                    (vector, *(where.params if filter is not None else ()), vector, fetch, top_k),
                 ).fetchall()
             else:
                 rows = conn.execute(
