@@ -316,14 +316,16 @@ def pair(
                 for collection in CORPUS:
                     loaded.create(backend, collection)
             # Ties may fall back on collection ids (fusion orders equal fused scores by (collection id,
-            # document id)); the ids are random, so PostgreSQL's 'other' is made again until the two
-            # backends' ids compare the same way.
+            # document id)); the ids are random, so PostgreSQL's collections are made again until the two
+            # backends' ids compare the same way (all of them each time: one id alone may sit so low
+            # that a new one rarely falls below it).
             for _ in range(50):
                 if loaded.id_order("sqlite") == loaded.id_order("postgres"):
                     break
-                deleted = clients["postgres"].delete("/v1/collections/other")
-                assert deleted.status_code == 200, deleted.text
-                loaded.create("postgres", "other")
+                for collection in CORPUS:
+                    deleted = clients["postgres"].delete(f"/v1/collections/{collection}")
+                    assert deleted.status_code == 200, deleted.text
+                    loaded.create("postgres", collection)
             assert loaded.id_order("sqlite") == loaded.id_order("postgres")
             for client in clients.values():
                 for collection, docs in CORPUS.items():
