@@ -20,7 +20,6 @@ Writes section ``pg-many-features`` of docs/BENCHMARKS.md unless ``--no-write``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import threading
 import time
@@ -35,6 +34,7 @@ from siftline.storage.postgres.ann import AnnConfig
 from siftline.storage.postgres.backend import PostgresStorage
 from siftline.storage.postgres.local import LocalPostgres
 from siftline.testing.contract import EMB_COSINE, make_write, new_collection, new_namespace
+from siftline.testing.postgres_locks import counting_locks
 
 # Measured with this command at 1000 collections on 2026-12-02, on the layout before migration 6 (commit
 # bea4bce: one table, a partial HNSW index per feature), to compare with.
@@ -50,23 +50,8 @@ BEFORE = (
 def locks_held(storage: PostgresStorage, collection: Collection, query: np.ndarray) -> int:
     """Locks the backend holds at the end of one search's statements, inside their transaction."""
     held: list[int] = []
-    real = storage.db.read
-
-    @contextlib.contextmanager
-    def counting() -> Any:
-        with real() as conn:
-            yield conn
-            held.append(
-                conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
-                ).fetchone()[0]
-            )
-
-    storage.db.read = counting  # type: ignore[method-assign]
-    try:
+    with counting_locks(storage, held):
         storage.vector_search(collection, EMB_COSINE, query, 10)
-    finally:
-        storage.db.read = real  # type: ignore[method-assign]
     return max(held) if held else 0
 
 

@@ -289,6 +289,15 @@ class PosteriorUpdate:
     prior_beta: float
     decay: float
 
+    def applied(self, alpha: float, beta: float, updated_at: float, now: float) -> tuple[float, float]:
+        """A posterior last updated at ``updated_at`` (Unix seconds), faded toward the prior by ``decay``
+        per day until ``now``, with this evidence added: the new (alpha, beta)."""
+        fade = self.decay ** max(0.0, (now - updated_at) / 86_400.0)
+        return (
+            self.prior_alpha + (alpha - self.prior_alpha) * fade + self.success,
+            self.prior_beta + (beta - self.prior_beta) * fade + self.failure,
+        )
+
 
 @dataclass(frozen=True)
 class EvaluationDataset:

@@ -4,8 +4,6 @@ its own feature's relations only, however many indexed collections the database 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +22,7 @@ from siftline.testing.contract import (
     new_namespace,
     vectors_of,
 )
+from siftline.testing.postgres_locks import counting_locks
 
 THRESHOLD = 40
 
@@ -122,28 +121,6 @@ def test_deleting_documents_collections_and_namespaces_leaves_no_vector_behind(d
         assert storage.vector_search(b, EMB_COSINE, np.ones(8, np.float32), 10) == []  # deleted: nothing
     finally:
         storage.close()
-
-
-@contextlib.contextmanager
-def counting_locks(storage: PostgresStorage, held: list[int]) -> Iterator[None]:
-    """Records, at the end of each read transaction, the relation locks it holds."""
-    real = storage.db.read
-
-    @contextlib.contextmanager
-    def read() -> Iterator[Any]:
-        with real() as conn:
-            yield conn
-            held.append(
-                conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'"
-                ).fetchone()[0]
-            )
-
-    storage.db.read = read  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        storage.db.read = real  # type: ignore[method-assign]
 
 
 def test_a_search_locks_its_own_features_relations_however_many_collections_are_indexed(

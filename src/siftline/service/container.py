@@ -52,7 +52,7 @@ class Services:
         server (not a CLI command working beside one) also runs the maintenance rounds."""
         namespaces.ensure_namespace(self.storage, namespaces.DEFAULT_NAMESPACE)
         if serving:
-            self.maintenance.run_once()  # then every maintenance_interval_seconds
+            self.maintenance.run_once(at_start=True)  # then every maintenance_interval_seconds
             self.maintenance.start()
         if self.settings.bootstrap_key and self.storage.count_keys() == 0:
             keys.create_key(self.storage, "bootstrap", None, self.settings.bootstrap_key)

@@ -28,12 +28,14 @@ class Maintenance:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> None:
+    def run_once(self, at_start: bool = False) -> None:
         with self.storage.lease("recovery") as held:
             if held:
                 self.recorder.recover()
                 evaluations.recover(self.storage)
-        self.recorder.apply_retention(force=True)  # leased in the recorder
+        # leased in the recorder; at most once a minute (RETENTION_EVERY_S) but at start: a pass
+        # rewrites the executions table, too much for every round
+        self.recorder.apply_retention(force=at_start)
 
     def start(self) -> None:
         """Start the periodic rounds (once: later calls do nothing)."""

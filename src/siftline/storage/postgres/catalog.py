@@ -49,7 +49,7 @@ class CatalogMixin:
             )
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        with self.db.single() as conn:
+        with self.db.session() as conn:
             row = conn.execute(
                 f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = %s", (key_hash,)
             ).fetchone()
@@ -100,7 +100,7 @@ class CatalogMixin:
             )
 
     def get_namespace(self, id_or_name: str) -> Namespace | None:
-        with self.db.single() as conn:
+        with self.db.session() as conn:
             row = conn.execute(
                 f"SELECT {_NS_COLS} FROM namespaces WHERE namespace_id = %s OR namespace_name = %s "
                 "ORDER BY namespace_id = %s DESC LIMIT 1",

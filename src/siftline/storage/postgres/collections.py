@@ -82,7 +82,7 @@ class CollectionsMixin:
                     create_vectors_table(conn, seq)
 
     def get_collection(self, namespace_id: str, id_or_name: str) -> Collection | None:
-        with self.db.single() as conn:
+        with self.db.session() as conn:
             row = conn.execute(
                 f"SELECT {_COLS} FROM collections WHERE namespace_id = %s "
                 "AND (collection_id = %s OR collection_name = %s) ORDER BY collection_id = %s DESC LIMIT 1",

@@ -226,13 +226,6 @@ class Database:
                     conn.isolation_level, conn.read_only = None, False
 
     @contextlib.contextmanager
-    def single(self) -> Iterator[Any]:
-        """A connection for one read statement, outside any transaction (a statement is its own
-        snapshot): no BEGIN and COMMIT round trips. The lookups every request makes use it."""
-        with self._translated("read"), self.pool.connection() as conn:
-            yield conn
-
-    @contextlib.contextmanager
     def write(self) -> Iterator[Any]:
         """A connection inside one transaction: committed on success, rolled back on any error."""
         with self._translated("write"), self.pool.connection() as conn, conn.transaction():
@@ -240,7 +233,8 @@ class Database:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Any]:
-        """A connection outside any transaction (each statement commits), for session-level locks."""
+        """A connection outside any transaction, each statement its own (and its own snapshot): for
+        single-statement lookups (no BEGIN and COMMIT round trips) and session-level locks."""
         with self._translated("session"), self.pool.connection() as conn:
             yield conn
 

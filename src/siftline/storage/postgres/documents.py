@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -74,27 +74,42 @@ def _copy(cur: Any, target: str, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 class Counts:
-    """Counts kept per (collection, write version, relation, filter): a filtered search weighs its filter's
-    share with two counts, which grow with the collection and repeat for every query until a write
-    changes the version (which makes the kept ones unreachable: they age out, least recently used)."""
+    """Aggregates kept per (collection, write version, what): a filtered search weighs its filter's share
+    with two counts, and BM25 reads its collection statistics; both grow with the collection and repeat
+    for every query until a write changes the version (which makes the kept ones unreachable: they age
+    out, least recently used)."""
 
     def __init__(self, size: int = 512) -> None:
-        self._kept: OrderedDict[tuple[str, int, str, str], int] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, int, str], tuple[Any, ...]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def count(self, conn: Any, key: tuple[str, int, str, str], sql: str, params: tuple[Any, ...]) -> int:
-        with self._lock:
-            found = self._kept.get(key)
-            if found is not None:
-                self._kept.move_to_end(key)
-                return found
-        value = int(conn.execute(sql, params).fetchone()[0])
-        with self._lock:
-            self._kept[key] = value
-            while len(self._kept) > self._size:
-                self._kept.popitem(last=False)
-        return value
+    def at(self, conn: Any, collection_id: str) -> Callable[..., tuple[Any, ...]]:
+        """``kept(what, sql, params)``: the row ``sql`` returns, kept under ``what`` for the collection's
+        write version in ``conn``'s snapshot (read once, on first use)."""
+        version: int | None = None
+
+        def kept(what: str, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+            nonlocal version
+            if version is None:
+                row = conn.execute(
+                    "SELECT write_version FROM collections WHERE collection_id = %s", (collection_id,)
+                ).fetchone()
+                version = int(row[0]) if row else -1
+            key = (collection_id, version, what)
+            with self._lock:
+                found = self._kept.get(key)
+                if found is not None:
+                    self._kept.move_to_end(key)
+                    return found
+            value = tuple(conn.execute(sql, params).fetchone())
+            with self._lock:
+                self._kept[key] = value
+                while len(self._kept) > self._size:
+                    self._kept.popitem(last=False)
+            return value
+
+        return kept
 
 
 class DocumentsMixin:
@@ -102,13 +117,6 @@ class DocumentsMixin:
     ann: AnnConfig
     _builder: Builder
     _counts: Counts
-
-    @staticmethod
-    def _write_version(conn: Any, collection_id: str) -> int:
-        row = conn.execute(
-            "SELECT write_version FROM collections WHERE collection_id = %s", (collection_id,)
-        ).fetchone()
-        return int(row[0]) if row else -1
 
     # -- features ---------------------------------------------------------------------------------
 
@@ -456,17 +464,14 @@ class DocumentsMixin:
             state, total = index_info(conn, seq)  # total: the index's own estimate, read without a scan
             hnsw = feature.dimension is not None and state == "valid"
             share, ef = 1.0, max(self.ann.ef_search, top_k)
+            kept = self._counts.at(conn, collection.collection_id)
             if hnsw and filter is not None:  # as the embedded backend: few passing → exact; else a wider walk
-                version = self._write_version(conn, collection.collection_id)
-                total = self._counts.count(  # the share a filter passes needs the real count
-                    conn, (collection.collection_id, version, table, ""), f"SELECT count(*) FROM {table}", ()
-                )
-                passing = self._counts.count(
-                    conn,
-                    (collection.collection_id, version, table, repr(filter)),
+                total = kept(table, f"SELECT count(*) FROM {table}")[0]  # the share needs the real count
+                passing = kept(
+                    f"{table} {filter!r}",
                     f"SELECT count(*) FROM {table} v JOIN documents d ON d.rowid = v.rowid WHERE {where.sql}",
                     tuple(where.params),
-                )
+                )[0]
                 share = passing / max(1, total)
                 hnsw = passing > max(self.ann.exact_filter_floor, int(self.ann.exact_filter_max * total))
             if hnsw:  # the index's own expression, so the planner can walk it
@@ -501,10 +506,7 @@ class DocumentsMixin:
                     (vector, *where.params, top_k),
                 ).fetchall()
             if stats is not None and not hnsw:  # an exact search examined every vector of the feature
-                version = self._write_version(conn, collection.collection_id)
-                total = self._counts.count(
-                    conn, (collection.collection_id, version, table, ""), f"SELECT count(*) FROM {table}", ()
-                )
+                total = kept(table, f"SELECT count(*) FROM {table}")[0]
         if stats is not None:
             stats.update({"path": "hnsw" if hnsw else "exact", "ef_search": ef if hnsw else None,
                           "candidates_examined": 0 if hnsw else total, "pending_scanned": 0,
@@ -555,17 +557,13 @@ class DocumentsMixin:
             seq = self._seqs(conn, collection.collection_id).get((feature.name, "bm25"))
             if seq is None:
                 return []
-            version = self._write_version(conn, collection.collection_id)
-            key = (collection.collection_id, version, f"bm25_docs:{seq}", "")
-            n = self._counts.count(conn, key, "SELECT count(*) FROM bm25_docs WHERE feature_seq = %s", (seq,))
-            if not n:
-                return []
-            total = self._counts.count(
-                conn,
-                (*key[:3], "sum(length)"),
-                "SELECT coalesce(sum(length), 0) FROM bm25_docs WHERE feature_seq = %s",
+            n, total = self._counts.at(conn, collection.collection_id)(
+                f"bm25_docs:{seq}",
+                "SELECT count(*), coalesce(sum(length), 0) FROM bm25_docs WHERE feature_seq = %s",
                 (seq,),
             )
+            if not n:
+                return []
             avgdl = float(total) / float(n)
             where = self._where(conn, collection, filter)
             # One pass over the query terms' postings (each term's document frequency counted over them);

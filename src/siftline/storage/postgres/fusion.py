@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from siftline.models import Posterior, PosteriorUpdate
 from siftline.storage.postgres.db import Database
 
-DAY_S = 86_400.0
 _KEY = "namespace_id = %s AND scope = %s AND stage_name = %s AND level = %s AND context_key = %s AND feature_uri = %s"
 
 
@@ -55,9 +54,7 @@ class FusionMixin:
                     f"SELECT alpha, beta, interactions, updated_at FROM fusion_posteriors WHERE {_KEY} FOR UPDATE",
                     key,
                 ).fetchone()
-                fade = u.decay ** max(0.0, (now - updated) / DAY_S)
-                alpha = u.prior_alpha + (alpha - u.prior_alpha) * fade + u.success
-                beta = u.prior_beta + (beta - u.prior_beta) * fade + u.failure
+                alpha, beta = u.applied(alpha, beta, updated, now)
                 conn.execute(
                     f"UPDATE fusion_posteriors SET alpha = %s, beta = %s, interactions = %s, updated_at = %s WHERE {_KEY}",
                     (alpha, beta, n + 1.0, now, *key),

@@ -57,7 +57,7 @@ class RetrieversMixin:
             )
 
     def get_retriever(self, namespace_id: str, id_or_name: str) -> Retriever | None:
-        with self.db.single() as conn:
+        with self.db.session() as conn:
             row = conn.execute(
                 f"SELECT {_COLS} FROM retrievers WHERE namespace_id = %s "
                 "AND (retriever_id = %s OR retriever_name = %s) ORDER BY retriever_id = %s DESC LIMIT 1",

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from siftline.models import Posterior, PosteriorUpdate
 from siftline.storage.sqlite.db import Database
 
-DAY_S = 86_400.0
-
 
 class FusionMixin:
     db: Database
@@ -49,9 +47,7 @@ class FusionMixin:
                     key,
                 ).fetchone()
                 alpha, beta, n, updated = row if row else (u.prior_alpha, u.prior_beta, 0.0, now)
-                fade = u.decay ** max(0.0, (now - updated) / DAY_S)
-                alpha = u.prior_alpha + (alpha - u.prior_alpha) * fade + u.success
-                beta = u.prior_beta + (beta - u.prior_beta) * fade + u.failure
+                alpha, beta = u.applied(alpha, beta, updated, now)
                 conn.execute(
                     "INSERT OR REPLACE INTO fusion_posteriors(namespace_id, scope, stage_name, level, context_key, "
                     "feature_uri, alpha, beta, interactions, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
