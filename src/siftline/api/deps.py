@@ -21,11 +21,11 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 # lookup is one indexed read (tens of µs), less than the hop to the thread pool a plain ``def`` would cost
 # (FastAPI runs each sync dependency in the pool). On PostgreSQL a lookup is a network round trip, which
 # may wait for a connection while the database is away: there they run in the pool (``_blocking``), so
-# the event loop never waits on the network.
+# the event loop never waits on the network. The storage says which it is (``Storage.blocking_reads``).
 
 
 async def _blocking(svc: Services, fn: Callable[..., T], *args: Any) -> T:
-    if svc.settings.storage == "sqlite":
+    if not svc.storage.blocking_reads:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
 

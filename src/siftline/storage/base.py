@@ -313,5 +313,9 @@ class Storage(
 ):
     """A whole backend."""
 
+    # Whether a read may wait on the network (a database server): callers on an event loop then hand
+    # reads to a thread; an embedded backend's indexed read is cheaper than that hop.
+    blocking_reads: bool
+
     def close(self) -> None: ...
     def info(self) -> dict[str, Any]: ...

@@ -36,6 +36,8 @@ class PostgresStorage(
     EvaluationsMixin,
     ServersMixin,
 ):
+    blocking_reads = True  # a round trip to the database server, which may be away
+
     def __init__(
         self,
         url: str,

@@ -41,6 +41,7 @@ class SQLiteStorage(
     """Implements :class:`siftline.storage.base.Storage` over ``<data_dir>/siftline.db``."""
 
     name = "sqlite"
+    blocking_reads = False  # one indexed read of a local file: tens of µs
 
     def __init__(
         self,
