@@ -15,7 +15,9 @@ class Candidate:
 
     ``fields`` holds the user fields (and whatever enrichment stages add); ``score`` is the current
     relevance; ``scores`` keeps the per-search scores of feature_search (by search index) for
-    inspection and fusion.
+    inspection and fusion; ``lineage`` (only with ``explain: true``) says where ``score`` came from:
+    the search legs and fusion that made it, then each later stage's change (see pipeline/lineage.py).
+    Stages never mutate a lineage in place: a change makes a new candidate with a new lineage.
     """
 
     document_id: str
@@ -25,6 +27,7 @@ class Candidate:
     internal: dict[str, Any] = field(default_factory=dict)
     vectors: dict[str, list[float]] | None = None
     scores: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, Any] | None = None
 
     @classmethod
     def from_document(cls, doc: Document, score: float = 0.0) -> Candidate:
@@ -45,6 +48,8 @@ class Candidate:
         out = self.view()
         if with_vectors and self.vectors is not None:
             out["vectors"] = self.vectors
+        if self.lineage is not None:
+            out["lineage"] = {**self.lineage, "score": self.score}
         return out
 
     def with_value(self, target: str, value: Any) -> Candidate:

@@ -130,6 +130,8 @@ class ExecutionContext:
     stage_cache_hit: bool = False  # the running stage was served from a cache (e.g. every query embedding)
     # learned fusion: whose posteriors (the retriever id; ad hoc: a hash of its stages), the seed of this
     # execution's draws, and what each learned stage drew (public context and what credit assignment needs)
+    # explain: true: candidates carry their score lineage (pipeline/lineage.py)
+    explain: bool = False
     fusion_scope: str = ""
     fusion_seed: int = 0
     learned: list[dict[str, Any]] = field(default_factory=list)

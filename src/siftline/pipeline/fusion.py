@@ -120,12 +120,9 @@ def _normalise(method: str, scores: dict[K, float], rrf_k: int) -> Normalised[K]
 
 def _rrf(scores: dict[K, float], rrf_k: int) -> Normalised[K]:
     """``1 / (rrf_k + rank)`` with competition ranks: equal scores share the best position."""
-    first_position: dict[float, int] = {}
-    for position, score in enumerate(sorted(scores.values(), reverse=True), start=1):
-        first_position.setdefault(score, position)
     out: Normalised[K] = {}
-    for key, score in scores.items():
-        value = 1.0 / (rrf_k + first_position[score])
+    for key, rank in _competition_ranks(scores).items():
+        value = 1.0 / (rrf_k + rank)
         out[key] = (value, value)
     return out
 
@@ -182,3 +179,58 @@ def _rank(rows: list[Row[K]]) -> list[tuple[K, float]]:
     """Best first: fused score, then unclipped score, then coverage, all descending; then key."""
     rows.sort(key=lambda row: (-row[1], -row[2], -row[3], row[0]))
     return [(row[0], row[1]) for row in rows]
+
+
+def contributions(
+    method: str,
+    legs: Sequence[Sequence[tuple[K, float]]],
+    weights: Sequence[float] | None = None,
+    keys: Iterable[K] = (),
+    *,
+    rrf_k: int = 60,
+) -> dict[K, list[dict[str, float | int | None]]]:
+    """Where each key's fused score came from, per leg: ``rank`` (competition rank in the leg, None when
+    the leg does not hold the key), ``raw_score``, ``normalized`` (``norm_i``, clipped for dbsf),
+    ``weight`` and ``contribution``.
+
+    The contributions are the very terms ``fuse`` combines: for the summing methods their ``math.fsum``
+    *is* the fused score (fsum is exactly rounded, so the order of terms does not matter); for ``max``
+    only the leg that attains the maximum (the first, on ties) contributes, the others show 0.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown fusion method {method!r}; expected one of {', '.join(METHODS)}")
+    leg_weights = _check_weights(weights, len(legs))
+    raw = [_best_scores(leg) for leg in legs]
+    tables = [_normalise(method, scores, rrf_k) for scores in raw]
+    ranks = [_competition_ranks(scores) for scores in raw]
+    out: dict[K, list[dict[str, float | int | None]]] = {}
+    for key in keys:
+        parts: list[dict[str, float | int | None]] = []
+        for i, weight in enumerate(leg_weights):
+            held = key in raw[i]
+            value = tables[i][key][0] if held else None
+            parts.append(
+                {
+                    "rank": ranks[i][key] if held else None,
+                    "raw_score": raw[i][key] if held else None,
+                    "normalized": value,
+                    "weight": weight,
+                    "contribution": weight * value if value is not None else 0.0,
+                }
+            )
+        if method == "max":
+            present = [p for p in parts if p["rank"] is not None]
+            best = max(present, key=lambda p: float(p["contribution"] or 0.0), default=None)
+            for p in parts:
+                if p is not best:
+                    p["contribution"] = 0.0
+        out[key] = parts
+    return out
+
+
+def _competition_ranks(scores: dict[K, float]) -> dict[K, int]:
+    """1-based ranks by score, equal scores sharing the best ("1224"), as rrf ranks them."""
+    first_position: dict[float, int] = {}
+    for position, score in enumerate(sorted(scores.values(), reverse=True), start=1):
+        first_position.setdefault(score, position)
+    return {key: first_position[score] for key, score in scores.items()}

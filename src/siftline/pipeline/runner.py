@@ -16,6 +16,7 @@ from typing import Any
 from siftline.credits import stage_credits
 from siftline.errors import SiftlineError
 from siftline.filters import Node, and_all, bind, matcher, parse_filter
+from siftline.pipeline import lineage
 from siftline.pipeline.candidates import Candidate
 from siftline.pipeline.context import CachedStage, ExecutionContext
 from siftline.pipeline.plan import Plan, PlannedStage, validate_params
@@ -251,8 +252,8 @@ def run_plan(plan: Plan, ctx: ExecutionContext, on_event: Event | None = None) -
             stats[stage.name] = _stats(len(candidates), 0, duration, dict(ctx.metadata), message)
             emit("stage_error", {**info, "error": error})
             return _failed(ctx, stats, error, info, facets)
-        out = ran.out
         duration = (time.perf_counter() - started) * 1000
+        out = lineage.trace(stage.name, stage.stage_id, candidates, ran.out) if ctx.explain else ran.out
         budget.credits_used += ran.credits
         metadata = dict(ctx.metadata)
         facets = metadata.get("facets", facets)

@@ -164,13 +164,13 @@ def read_collections(
 def encode_candidates(candidates: list[Candidate]) -> list[dict[str, Any]]:
     return [
         {"d": c.document_id, "c": c.collection_id, "s": c.score, "f": c.fields, "i": c.internal,
-         "v": c.vectors, "x": c.scores}
+         "v": c.vectors, "x": c.scores, "l": c.lineage}
         for c in candidates
     ]  # fmt: skip
 
 
 def decode_candidates(rows: list[dict[str, Any]]) -> list[Candidate]:
-    return [Candidate(r["d"], r["c"], r["s"], r["f"], r["i"], r["v"], r["x"]) for r in rows]
+    return [Candidate(r["d"], r["c"], r["s"], r["f"], r["i"], r["v"], r["x"], r.get("l")) for r in rows]
 
 
 def _dumps(value: Any) -> bytes:

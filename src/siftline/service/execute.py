@@ -191,6 +191,7 @@ class Executor:
             embeddings=self.embeddings,
             fusion_scope=identity[1] if identity[0] == "saved" else f"adhoc:{identity[1]}",
             fusion_seed=secrets.randbits(63),
+            explain=bool(body.get("explain")),
         )
         if body.get("filters"):
             ctx.filters, relaxed = bind(parse_filter(body["filters"], ("body", "filters")), inputs)
@@ -249,6 +250,8 @@ class Executor:
             tracker.record.detail["learned_fusion_internal"] = ctx.learned
         if caching.reason:
             response["cache_bypass_reason"] = caching.reason
+        if ctx.explain:
+            response["explain_plan"] = explain_plan(response, optimized)
         if caching.key is not None and result.status == "completed":
             self._store(caching, namespace, retriever_id, tracker.record.execution_id, response)
         tracker.finish(response, response["documents"])
@@ -284,6 +287,8 @@ class Executor:
         if versions is None:
             reason = reason or "a stage reads a collection named by a template"
         base = [inputs, body.get("filters"), ctx.return_vectors, versions]
+        if ctx.explain:  # results with lineage are cached apart from those without
+            base.append("explain")
         if versions is not None and unrepeatable is None:
             ctx.stage_cache = cache.StageOutputCache(
                 self.storage,
@@ -431,6 +436,36 @@ def _finished(tracker: Tracker, response: dict[str, Any]) -> dict[str, Any]:
     for key in ("completed_at", "stages_completed", "documents_retained"):
         response[key] = tracker.record.detail[key]
     return response
+
+
+def explain_plan(response: dict[str, Any], optimized: Optimized) -> dict[str, Any]:
+    """The query profile of this execution (``explain: true``, the SDK's ``explain_plan``): per stage
+    in the order they ran, time and counts; the optimizer's summary and the plan it ran."""
+    stats = response["stage_statistics"]
+    return {
+        "stages": [
+            {
+                "stage_name": name,
+                "input_count": s["input_count"],
+                "output_count": s["output_count"],
+                "duration_ms": s["duration_ms"],
+                "credits": (s.get("metadata") or {}).get("credits", 0.0),
+                "stage_cache_hit": s["stage_cache_hit"],
+                "optimized": (s.get("metadata") or {}).get("optimized"),
+                "error": s["error"],
+            }
+            for name, s in stats["stages"].items()
+        ],
+        "total_time_ms": stats["total_time_ms"],
+        "credits_used": stats["credits_used"],
+        "optimization_applied": optimized.applied,
+        "optimization_summary": optimized.summary,
+        "executed_plan": [
+            {"stage_name": s.name, "stage_id": s.stage_id, "absorbed": [a.name for _, a in s.absorbed]}
+            for s in optimized.plan.stages
+        ],
+        "lineage": "each document's `lineage`: search legs, fusion and every later stage's change",
+    }
 
 
 def unindexed_field_warnings(

@@ -88,7 +88,11 @@ class ExecuteBody(BaseModel):
         description="Bypass the result and stage caches (no lookups); the fresh result is still stored.",
     )
     return_vectors: bool = False
-    explain: bool = False
+    explain: bool = Field(
+        False,
+        description="Each document carries its score `lineage` (search legs, fusion, each later stage's "
+        "change), kept in the execution record, and the response has `explain_plan` (per-stage profile).",
+    )
     optimize: bool = Field(
         True, description="false runs the stages as written, without the optimizer's rewrites."
     )

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from siftline.errors import BadRequestError, ValidationError
 from siftline.filters import MISSING, get_path
 from siftline.models import Collection, Document, Feature
-from siftline.pipeline import learned, parallel, pushdown
+from siftline.pipeline import learned, lineage, parallel, pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
 from siftline.pipeline.fusion import fuse
@@ -230,10 +230,13 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         filt = ctx.search_filter
         if not p.searches:
             scanned = self._scan(ctx, targets)
+            if ctx.explain:
+                lineage.attach_scan(scanned, self.name)
             return self._group(ctx, scanned, p.group_by) if p.group_by else scanned
         legs: list[list[tuple[Key, float]]] = []
         weights: list[float] = []
         used: list[str] = []  # the legs' feature URIs (the learned weights are per leg)
+        ran: list[lineage.Leg] = []
         report: list[dict[str, Any]] = []
 
         def leg(
@@ -252,8 +255,13 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             legs.append(hits)
             weights.append(search.weight)
             used.append(search.feature_uri if search.feature_uri not in used else f"{search.feature_uri}#{i}")
+            ran.append(lineage.Leg(i, search.feature_uri, str(info.get("kind")), hits))
         examined = {key for leg in legs for key, _ in leg}
-        fused = legs[0] if len(legs) == 1 else self._fuse(ctx, legs, weights, used)
+        applied: tuple[str, list[float]] | None = None  # the fusion that ran and its weights
+        if len(legs) == 1:
+            fused = legs[0]
+        else:
+            fused, applied = self._fuse(ctx, legs, weights, used)
         embedded = [r["embedding_cache"] for r in report if "embedding_cache" in r]
         ctx.stage_cache_hit = bool(embedded) and all(e == "hit" for e in embedded)
         ctx.metadata.update(
@@ -269,6 +277,10 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             out = pushdown.run(ctx, self, fused[: p.final_top_k], legs)  # hydrates only what is kept
         else:
             out = self._hydrate(ctx, fused if p.group_by else fused[: p.final_top_k], legs)
+        if ctx.explain and ran:
+            method, used_weights = applied or (None, [1.0])
+            label = p.fusion if applied is not None else None
+            lineage.attach_search(out, self.name, label, method, ran, used_weights, p.rrf_k)
         if p.facets:
             ctx.metadata["facets"] = self._facets(ctx, examined, p.facets)
         if p.group_by:
@@ -281,16 +293,20 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         legs: list[list[tuple[Key, float]]],
         weights: list[float],
         uris: list[str],
-    ) -> list[tuple[Key, float]]:
+    ) -> tuple[list[tuple[Key, float]], tuple[str, list[float]]]:
+        """The fused list and the fusion that made it (method and weights; learned fusion runs rrf or
+        weighted with the drawn weights)."""
         p = self.params
         if p.fusion != "learned":
-            return fuse(p.fusion, legs, weights, rrf_k=p.rrf_k)
+            return fuse(p.fusion, legs, weights, rrf_k=p.rrf_k), (p.fusion, weights)
         assert p.learning_config is not None
         drawn, context = learned.resolve(ctx, self.name, p.learning_config, uris, time.time())
+        applied: tuple[str, list[float]]
         if drawn is None:  # static: the legs' own weights, reciprocal rank fusion
-            fused = fuse("rrf", legs, weights, rrf_k=p.rrf_k)
+            applied = ("rrf", weights)
         else:  # the drawn weights over min-max normalised scores (measured best: docs/BENCHMARKS.md)
-            fused = fuse("weighted", legs, drawn, rrf_k=p.rrf_k)
+            applied = ("weighted", drawn)
+        fused = fuse(applied[0], legs, applied[1], rrf_k=p.rrf_k)
         shown = {key for key, _ in fused[: p.final_top_k]}
         ranks: dict[str, list[int | None]] = {}
         for i, leg in enumerate(legs):
@@ -303,7 +319,7 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         ctx.metadata["learned_fusion"] = {
             k: context[k] for k in ("context_level", "sampled_weights", "served")
         }
-        return fused
+        return fused, applied
 
     def _group(self, ctx: ExecutionContext, out: list[Candidate], config: SearchGroupBy) -> list[Candidate]:
         grouping = GroupByParams(
