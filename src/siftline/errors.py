@@ -51,6 +51,14 @@ class AlreadyExistsError(SiftlineError):
     type = "AlreadyExistsError"
 
 
+class ConflictError(SiftlineError):
+    """409: the resource exists but is not in a state that allows this (e.g. a record's documents were
+    dropped by retention, so it cannot be compared)."""
+
+    status = 409
+    type = "ConflictError"
+
+
 class ValidationError(SiftlineError):
     """422. ``errors`` lists each bad field: ``{"loc": [...], "msg": str, "type": str}``."""
 

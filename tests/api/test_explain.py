@@ -87,3 +87,42 @@ def test_explain_without_the_optimizer_keeps_the_stages_as_written(
         assert [s["stage_name"] for s in plan["optimized_plan"]] == ["search", "pets", "top"]
         executed = client.post("/v1/retrievers/r/execute", json={}).json()
         assert executed["optimization_applied"] is False
+
+
+def test_analyze_runs_the_plan_and_puts_actual_beside_estimate(client: TestClient) -> None:
+    rid = make_retriever(client)
+    response = client.post(f"/v1/retrievers/{rid}/execute/explain", json={"analyze": True})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["analyzed"] is True and result["status"] == "completed"
+    run = client.get(f"/v1/retrievers/{rid}/executions/{result['execution_id']}").json()
+    stats = run["stage_statistics"]["stages"]
+    steps = {s["stage_name"]: s for s in result["execution_plan"]}
+    assert list(steps) == ["search", "pets", "top"]
+    for name, step in steps.items():  # the actual figures are the recorded run's
+        actual = step["actual"]
+        assert (actual["input"], actual["output"]) == (
+            stats[name]["input_count"],
+            stats[name]["output_count"],
+        )
+        assert actual["duration_ms"] == stats[name]["duration_ms"]
+        assert actual["credits"] == stats[name]["metadata"]["credits"]
+        estimated = step["estimated_output"]
+        expected = actual["output"] / estimated if estimated else (1.0 if actual["output"] == 0 else None)
+        assert step["misestimate"]["output"] == (None if expected is None else round(expected, 4))
+    # without history the search is estimated at final_top_k (20) of 8 held: 8; the run found 8
+    assert steps["search"]["estimated_output"] == 8 and steps["search"]["actual"]["output"] == 8
+    assert steps["pets"]["actual"]["output"] == 4 and steps["top"]["actual"]["output"] == 3
+    assert result["worst_misestimate"]["factor"] >= 1.0
+    assert result["actual_total"]["returned"] == 3
+
+
+def test_explain_without_analyze_runs_nothing(client: TestClient) -> None:
+    rid = make_retriever(client)
+    before = client.post(f"/v1/retrievers/{rid}/executions/list", json={}).json()["pagination"]["total"]
+    for body in (None, {"analyze": False, "inputs": {}}):
+        response = client.post(f"/v1/retrievers/{rid}/execute/explain", json=body)
+        assert response.status_code == 200 and "analyzed" not in response.json()
+    assert (
+        client.post(f"/v1/retrievers/{rid}/executions/list", json={}).json()["pagination"]["total"] == before
+    )

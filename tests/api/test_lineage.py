@@ -84,7 +84,9 @@ def assert_adds_up(document: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted", "dbsf", "max", "learned"])
-def test_every_documents_lineage_adds_up_to_its_score_for_each_fusion(papers: TestClient, fusion: str) -> None:
+def test_every_documents_lineage_adds_up_to_its_score_for_each_fusion(
+    papers: TestClient, fusion: str
+) -> None:
     result = run(papers, [hybrid(fusion)])
     documents = result["documents"]
     assert len(documents) >= 6
@@ -101,7 +103,9 @@ def test_every_documents_lineage_adds_up_to_its_score_for_each_fusion(papers: Te
                 assert leg["contribution"] == 0.0 and leg["raw_score"] is None
     if fusion == "learned":  # the drawn weights are the weights shown
         drawn = result["learned_fusion_context"]["sampled_weights"]
-        assert [leg["weight"] for leg in documents[0]["lineage"]["legs"]] == [drawn[s["feature_uri"]] for s in SEARCHES]
+        assert [leg["weight"] for leg in documents[0]["lineage"]["legs"]] == [
+            drawn[s["feature_uri"]] for s in SEARCHES
+        ]
         assert documents[0]["lineage"]["origin"]["applied"] in ("weighted", "rrf")
 
 
@@ -187,7 +191,9 @@ def test_lineage_is_kept_in_the_record_and_explain_plan_profiles_the_run(papers:
     assert stored["explain_plan"] == plan
 
 
-def test_without_explain_no_document_carries_lineage_and_the_cache_keeps_them_apart(papers: TestClient) -> None:
+def test_without_explain_no_document_carries_lineage_and_the_cache_keeps_them_apart(
+    papers: TestClient,
+) -> None:
     body = {"retriever_name": "h", "collection_identifiers": ["papers"], "stages": [hybrid("rrf")],
             "cache_config": {"enabled": True}}  # fmt: skip
     assert papers.post(R, json=body).status_code == 200
@@ -199,6 +205,8 @@ def test_without_explain_no_document_carries_lineage_and_the_cache_keeps_them_ap
     assert all("lineage" in d for d in explained.json()["documents"])
     again = papers.post(f"{R}/h/execute", json={"explain": True})
     assert again.headers["X-Cache"] == "HIT"
-    assert [d["lineage"] for d in again.json()["documents"]] == [d["lineage"] for d in explained.json()["documents"]]
+    assert [d["lineage"] for d in again.json()["documents"]] == [
+        d["lineage"] for d in explained.json()["documents"]
+    ]
     plain = papers.post(f"{R}/h/execute", json={})
     assert plain.headers["X-Cache"] == "HIT" and all("lineage" not in d for d in plain.json()["documents"])

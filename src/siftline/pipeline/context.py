@@ -134,6 +134,8 @@ class ExecutionContext:
     explain: bool = False
     fusion_scope: str = ""
     fusion_seed: int = 0
+    # a replay: each learned stage's recorded draw (by stage name), used instead of drawing again
+    pinned_draws: dict[str, dict[str, Any]] = field(default_factory=dict)
     learned: list[dict[str, Any]] = field(default_factory=list)
 
     def collection(self, identifier: str) -> Collection | None:

@@ -11,7 +11,7 @@ A document's lineage has three parts, kept on its candidate and returned with it
   The contributions are the terms the fusion combined (``pipeline/fusion.py`` ``contributions``):
   their sum is the origin's score (for ``max``, the one leg that attained it).
 * ``steps``: each later stage that changed the document's score or rank: ``score_before``,
-  ``score_after``, ``change`` (after − before) and ``rank_before``/``rank_after`` (1-based positions
+  ``score_after``, ``change`` (after - before) and ``rank_before``/``rank_after`` (1-based positions
   in that stage's input and output). A stage that leaves both alone (a filter above which nothing
   was removed, a limit) adds no step. The steps chain: each ``score_before`` is the previous
   ``score_after`` (the origin's score for the first), and the last ``score_after`` is the score.

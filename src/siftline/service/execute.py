@@ -12,12 +12,13 @@ import numpy as np
 import orjson
 
 import siftline.pipeline.templates as templates
+from siftline.errors import ConflictError
 from siftline.filters import Node, bind, fields_of, parse_filter
 from siftline.ids import new_id
-from siftline.models import CacheEntry, Collection, Namespace, Retriever
+from siftline.models import CacheEntry, Collection, ExecutionRecord, Namespace, Retriever
 from siftline.pipeline.context import Budget, Embedder, ExecutionContext
 from siftline.pipeline.optimizer import Optimized, optimize
-from siftline.pipeline.plan import Plan, build_plan
+from siftline.pipeline.plan import Plan, build_plan, stored_plan
 from siftline.pipeline.runner import Event, RunResult, run_plan
 from siftline.service import cache, retrievers
 from siftline.service.inputs import validate_inputs
@@ -163,6 +164,42 @@ class Executor:
             namespace, plan, collections, schema, budget, body, None, fingerprint, on_event, identity, config
         )
 
+    def replay(self, namespace: Namespace, record: ExecutionRecord) -> dict[str, Any]:
+        """Run a recorded execution again: the stages, inputs, filters, page and budget it ran with (not
+        the retriever's current version), its learned-fusion draws, against today's data; a new
+        execution of the same mode, ``replay_of`` naming the original. Caches are not looked up."""
+        recorded = record.detail.get("replay")
+        if not isinstance(recorded, dict):
+            raise ConflictError(
+                f"Execution '{record.execution_id}' cannot be replayed: it failed before its stages ran, "
+                "or was recorded by a Siftline version that did not keep its stages."
+            )
+        collections: list[Collection] = []
+        for col_id in recorded["collection_ids"]:
+            col = self.storage.get_collection(namespace.namespace_id, col_id)
+            if col is None:
+                raise ConflictError(
+                    f"Execution '{record.execution_id}' cannot be replayed: its collection '{col_id}' was deleted."
+                )
+            collections.append(col)
+        plan = stored_plan(recorded["stages"])
+        schema = recorded["input_schema"]
+        body = {**(record.detail.get("request") or {}), "skip_cache": True, "stream": False}
+        body["inputs"] = orjson.loads(record.detail.get("inputs") or "{}")
+        pinned = {d["stage_name"]: d for d in record.detail.get("learned_fusion_internal") or []}
+        scope = recorded.get("identity") or [
+            "adhoc",
+            cache.digest(plan.configs(), schema, recorded["collection_ids"]),
+        ]
+        fingerprint = _fingerprint(
+            record.retriever_id, record.execution_id, body.get("inputs"), body.get("filters")
+        )
+        return self._execute(
+            namespace, plan, collections, schema, recorded.get("budget_limits") or {}, body,
+            record.retriever_id, fingerprint, None, scope, recorded.get("cache_config") or {},
+            replay_of=record.execution_id, pinned=pinned,
+        )  # fmt: skip
+
     def _execute(
         self,
         namespace: Namespace,
@@ -176,6 +213,9 @@ class Executor:
         on_event: Event | None,
         identity: list[Any],
         cache_config: dict[str, Any],
+        *,
+        replay_of: str | None = None,
+        pinned: dict[str, dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         inputs = validate_inputs(schema, body.get("inputs"))
         page = parse_page(body)
@@ -192,6 +232,7 @@ class Executor:
             fusion_scope=identity[1] if identity[0] == "saved" else f"adhoc:{identity[1]}",
             fusion_seed=secrets.randbits(63),
             explain=bool(body.get("explain")),
+            pinned_draws=pinned or {},
         )
         if body.get("filters"):
             ctx.filters, relaxed = bind(parse_filter(body["filters"], ("body", "filters")), inputs)
@@ -212,6 +253,16 @@ class Executor:
             request={k: v for k, v in body.items() if k not in ("stages", "input_schema")},
             interpretation=interpretation,
         )
+        tracker.record.detail["replay"] = {  # what POST /v1/retrievers/executions/{id}/replay runs again
+            "stages": plan.configs(),
+            "input_schema": schema,
+            "collection_ids": [c.collection_id for c in collections],
+            "budget_limits": budget_limits,
+            "cache_config": cache_config,
+            "identity": identity,
+        }
+        if replay_of is not None:
+            tracker.record.detail["replay_of"] = replay_of
         if caching.status == "lookup":
             assert caching.key is not None
             entry = self.results.get(caching.key)
@@ -252,6 +303,8 @@ class Executor:
             response["cache_bypass_reason"] = caching.reason
         if ctx.explain:
             response["explain_plan"] = explain_plan(response, optimized)
+        if replay_of is not None:
+            response["replay_of"] = replay_of
         if caching.key is not None and result.status == "completed":
             self._store(caching, namespace, retriever_id, tracker.record.execution_id, response)
         tracker.finish(response, response["documents"])

@@ -129,3 +129,57 @@ def explain(
         "warnings": unindexed_field_warnings(plan, None, collections),
         "based_on_executions": max((len(v) for v in history.values()), default=0),
     }
+
+
+def _ratio(actual: float, estimated: float) -> float | None:
+    """actual / estimated (1.0 when both are 0; None when only the estimate is 0: no finite ratio)."""
+    if estimated:
+        return round(actual / estimated, 4)
+    return 1.0 if not actual else None
+
+
+def analyze(planned: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """EXPLAIN ANALYZE for retrieval: the plan's estimates (``explain``) beside what the execution
+    ``result`` actually did, per stage; ``misestimate`` is actual / estimated for documents out, time
+    and credits, and ``worst_misestimate`` names the stage and measure furthest from 1 either way."""
+    stats = (result.get("stage_statistics") or {}).get("stages") or {}
+    worst: dict[str, Any] | None = None
+    for step in planned["execution_plan"]:
+        ran = stats.get(step["stage_name"])
+        if ran is None:  # stopped before it (budget, failure)
+            step["actual"] = None
+            step["misestimate"] = None
+            continue
+        credits = float((ran.get("metadata") or {}).get("credits", 0.0))
+        step["actual"] = {
+            "input": ran["input_count"],
+            "output": ran["output_count"],
+            "duration_ms": ran["duration_ms"],
+            "credits": credits,
+            "stage_cache_hit": ran["stage_cache_hit"],
+            "error": ran["error"],
+            "optimized": (ran.get("metadata") or {}).get("optimized"),
+        }
+        step["misestimate"] = {
+            "output": _ratio(ran["output_count"], step["estimated_output"]),
+            "duration": _ratio(ran["duration_ms"], step["estimated_duration_ms"]),
+            "credits": _ratio(credits, step["estimated_cost_credits"]),
+        }
+        for measure, ratio in step["misestimate"].items():
+            if ratio is None or ratio <= 0:
+                continue
+            factor = max(ratio, 1 / ratio)
+            if worst is None or factor > worst["factor"]:
+                worst = {"stage_name": step["stage_name"], "measure": measure, "ratio": ratio,
+                         "factor": round(factor, 4)}  # fmt: skip
+    planned["analyzed"] = True
+    planned["execution_id"] = result.get("execution_id")
+    planned["status"] = result.get("status")
+    planned["error"] = result.get("error")
+    planned["actual_total"] = {
+        "duration_ms": (result.get("stage_statistics") or {}).get("total_time_ms"),
+        "credits": (result.get("stage_statistics") or {}).get("credits_used"),
+        "returned": result.get("total_returned"),
+    }
+    planned["worst_misestimate"] = worst
+    return planned

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
 
 from siftline.api.deps import NamespaceDep, ServicesDep
+from siftline.api.routes.retrievers import execution_response
 from siftline.api.schemas.common import ERROR_RESPONSES
 from siftline.errors import ValidationError
 from siftline.models import Namespace
-from siftline.service import executions, retrievers
+from siftline.service import compare, executions, retrievers
 from siftline.service.container import Services
 
 router = APIRouter(prefix="/v1/retrievers", tags=["executions"], responses=ERROR_RESPONSES)
@@ -70,6 +72,31 @@ def list_adhoc_executions(
     body = body or {}
     results, page = _list(svc, ns, body, limit, offset, mode="adhoc")
     return {"results": [] if body.get("count_only") else results, "total": page["total"], "pagination": page}
+
+
+@router.get(
+    "/executions/compare",
+    summary="Compare two executions: overlap@k, Jaccard, rank-biased overlap, rank moves, stage deltas",
+)
+def compare_executions(
+    svc: ServicesDep,
+    ns: NamespaceDep,
+    a: Annotated[str, Query(description="The first execution id (saved or ad hoc).")],
+    b: Annotated[str, Query(description="The second execution id.")],
+    k: Annotated[int, Query(ge=1, le=10_000, description="Depth of overlap@k.")] = 10,
+) -> dict[str, Any]:
+    return compare.compare(svc.storage, ns, a, b, k)
+
+
+@router.post(
+    "/executions/{execution_id}/replay",
+    summary="Run an execution again (its stages, inputs and learned-fusion draw) on today's data",
+)
+def replay_execution(execution_id: str, svc: ServicesDep, ns: NamespaceDep, http: Request) -> Response:
+    record = compare.find(svc.storage, ns, execution_id)
+    result = svc.executor.replay(ns, record)
+    headers = {"X-Execution-Mode": "adhoc"} if record.mode == "adhoc" else None
+    return execution_response(result, http, headers)
 
 
 @router.get("/executions/{execution_id}", summary="An ad-hoc execution (AdhocExecutionDetail)")

@@ -12,6 +12,7 @@ from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBod
 from siftline.api.schemas.retrievers import (
     AdhocExecuteBody,
     ExecuteBody,
+    ExplainBody,
     RetrieverClone,
     RetrieverCreate,
     RetrieverPatch,
@@ -166,11 +167,23 @@ def learned_fusion(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dic
     return learned.posteriors(svc.storage, ns.namespace_id, retriever.retriever_id)
 
 
-@router.post("/{retriever_id}/execute/explain", summary="The plan without running it: estimates per stage")
-def explain_retriever(retriever_id: str, svc: ServicesDep, ns: NamespaceDep) -> dict[str, Any]:
-    return explain.explain(
-        svc.storage, ns, retrievers.get(svc.storage, ns, retriever_id), svc.settings.optimizer_enabled
-    )
+@router.post(
+    "/{retriever_id}/execute/explain",
+    summary="The plan with estimates per stage; with analyze: true, also run it and show actual beside estimate",
+)
+def explain_retriever(
+    retriever_id: str, svc: ServicesDep, ns: NamespaceDep, body: ExplainBody | None = None
+) -> dict[str, Any]:
+    retriever = retrievers.get(svc.storage, ns, retriever_id)
+    planned = explain.explain(svc.storage, ns, retriever, svc.settings.optimizer_enabled)
+    if body is None or not body.analyze:
+        return planned
+    request = {
+        **body.model_dump(exclude_unset=True, exclude={"analyze"}),
+        "skip_cache": True,
+        "stream": False,
+    }
+    return explain.analyze(planned, svc.executor.execute_saved(ns, retriever, request))
 
 
 @router.post(

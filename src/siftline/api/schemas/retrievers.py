@@ -99,6 +99,14 @@ class ExecuteBody(BaseModel):
     budget_limits: dict[str, Any] | None = None
 
 
+class ExplainBody(ExecuteBody):
+    """``POST …/execute/explain``: without ``analyze`` only the plan and its estimates (nothing runs);
+    with ``analyze: true`` the retriever runs with these inputs (caches not looked up, recorded like any
+    execution) and each stage shows its actual counts, time and credits beside the estimates."""
+
+    analyze: bool = Field(False, description="Run the plan and report actual beside estimated per stage.")
+
+
 class AdhocExecuteBody(ExecuteBody):
     collection_identifiers: list[str] | None = None
     collection_ids: list[str] | None = None

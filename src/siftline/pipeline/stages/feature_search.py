@@ -300,12 +300,16 @@ class FeatureSearch(Stage[FeatureSearchParams]):
         if p.fusion != "learned":
             return fuse(p.fusion, legs, weights, rrf_k=p.rrf_k), (p.fusion, weights)
         assert p.learning_config is not None
-        drawn, context = learned.resolve(ctx, self.name, p.learning_config, uris, time.time())
-        applied: tuple[str, list[float]]
-        if drawn is None:  # static: the legs' own weights, reciprocal rank fusion
-            applied = ("rrf", weights)
-        else:  # the drawn weights over min-max normalised scores (measured best: docs/BENCHMARKS.md)
-            applied = ("weighted", drawn)
+        recorded = ctx.pinned_draws.get(self.name)
+        if recorded is not None and recorded.get("feature_uris") == uris:  # a replay: the same draw
+            context = {**{k: v for k, v in recorded.items() if k != "ranks"}, "replayed_draw": True}
+            served = recorded.get("served") == "learned"
+            drawn = [float(recorded["sampled_weights"][u]) for u in uris] if served else None
+        else:
+            drawn, context = learned.resolve(ctx, self.name, p.learning_config, uris, time.time())
+        # static: the legs' own weights, reciprocal rank fusion; learned: the drawn weights over min-max
+        # normalised scores (measured best: docs/BENCHMARKS.md)
+        applied = ("rrf", weights) if drawn is None else ("weighted", drawn)
         fused = fuse(applied[0], legs, applied[1], rrf_k=p.rrf_k)
         shown = {key for key, _ in fused[: p.final_top_k]}
         ranks: dict[str, list[int | None]] = {}
