@@ -291,3 +291,20 @@ def test_status_and_profile_are_served_and_modes_do_not_mix(
         AdhocRetrieversApi(api_client).get_adhoc_execution_retrievers(saved.execution_id)
     with pytest.raises(NotFoundException):
         api.get_execution_retrievers(retriever_id, adhoc_id)
+
+
+def test_explain_through_the_sdk_returns_explain_plan_and_each_documents_lineage(
+    api_client: mixpeek.ApiClient, retriever_id: str
+) -> None:
+    api = RetrieversApi(api_client)
+    result = api.execute_retriever(
+        retriever_id, execute_request({"inputs": {"query": "a cat on a mat"}, "explain": True})
+    )
+    assert result.status == "completed" and result.explain_plan is not None
+    assert [s["stage_name"] for s in result.explain_plan["stages"]] == STAGE_NAMES
+    for document in result.documents or []:
+        lineage = document["lineage"]
+        assert lineage["origin"]["stage_name"] == "dense" and lineage["score"] == document["score"]
+        assert lineage["legs"][0]["raw_score"] == lineage["origin"]["score"]
+    detail = api.get_execution_retrievers(retriever_id, result.execution_id)
+    assert detail.documents == result.documents
