@@ -174,6 +174,16 @@ class DocumentPage:
 
 
 @dataclass(frozen=True)
+class StorageFigures:
+    """What a backend holds and is doing, read for the metrics gauges (``Storage.figures``)."""
+
+    collections: int  # in every namespace
+    documents: int  # in every collection
+    vectors_pending: int  # written but not yet in an HNSW index (this server's indexes; 0 when none wait)
+    index_builds: int  # HNSW index builds this server is running now
+
+
+@dataclass(frozen=True)
 class Retriever:
     """A named, stored pipeline of stages over some collections of one namespace."""
 

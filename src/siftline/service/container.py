@@ -12,6 +12,7 @@ from siftline.service.evaluations import EvaluationWorker
 from siftline.service.execute import CacheSettings, Executor
 from siftline.service.maintenance import Maintenance
 from siftline.service.records import Recorder
+from siftline.service.telemetry import Telemetry
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
 
@@ -25,6 +26,7 @@ class Services:
     executor: Executor
     evaluations: EvaluationWorker
     maintenance: Maintenance
+    telemetry: Telemetry
 
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
@@ -33,11 +35,13 @@ class Services:
             settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size
         )
         documents = DocumentService(storage, embedder, settings.max_batch_documents)
+        telemetry = Telemetry(storage.figures)
         recorder = Recorder(
             storage,
             enabled=settings.record_executions,
             keep_last=settings.retain_documents_last,
             keep_days=settings.retain_documents_days,
+            observer=telemetry.observe_execution,
         )
         caches = CacheSettings(
             settings.cache_max_entries, settings.cache_max_bytes, settings.embedding_cache_size
@@ -45,7 +49,9 @@ class Services:
         executor = Executor(storage, embedder, recorder, optimizer=settings.optimizer_enabled, caches=caches)
         maintenance = Maintenance(storage, recorder, settings.maintenance_interval_seconds)
         evaluation_worker = EvaluationWorker(storage, executor)
-        return cls(settings, storage, embedder, documents, executor, evaluation_worker, maintenance)
+        return cls(
+            settings, storage, embedder, documents, executor, evaluation_worker, maintenance, telemetry
+        )
 
     def bootstrap(self, serving: bool = True) -> None:
         """First-start duties: the ``default`` namespace, and the bootstrap key when no key exists; a

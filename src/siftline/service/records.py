@@ -29,6 +29,9 @@ SERVER_STOPPED = (
 )
 RETENTION_EVERY_S = 60.0
 log = logging.getLogger("siftline.records")
+# Told of every finished execution, recorded or not (the metrics): its record, whose detail holds the
+# whole response, and the stage id of each stage name that ran. It must not raise.
+Observer = Callable[[ExecutionRecord, dict[str, str]], None]
 
 
 def canonical_json(value: Any) -> str:
@@ -96,6 +99,7 @@ class Tracker:
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._finished = False
+        self._stage_ids: dict[str, str] = {}  # stage name → stage id, from the run's events (the observer's)
         _MARKS.add(self._started + PROGRESS_AFTER_S, self._flush)  # a run still going then shows up
 
     def on_event(self, kind: str, data: dict[str, Any]) -> None:
@@ -106,6 +110,8 @@ class Tracker:
 
     def _apply(self, kind: str, data: dict[str, Any]) -> None:
         detail = self.record.detail
+        if "stage_id" in data and "stage_name" in data:
+            self._stage_ids[data["stage_name"]] = data["stage_id"]
         if kind == "stage_start":
             detail["current_stage"] = data["stage_name"]
         elif kind in ("stage_complete", "stage_error"):
@@ -125,6 +131,8 @@ class Tracker:
         with self._lock:
             self._finished = True
             self._finish(response, documents)
+        if self.recorder.observer is not None:
+            self.recorder.observer(self.record, self._stage_ids)
 
     def _finish(self, response: dict[str, Any], documents: list[dict[str, Any]]) -> None:
         record = self.record
@@ -157,8 +165,10 @@ class Recorder:
         enabled: bool = True,
         keep_last: int | None = None,
         keep_days: float | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.storage = storage
+        self.observer = observer
         self.enabled = enabled
         self.keep_last = keep_last
         self.keep_days = keep_days

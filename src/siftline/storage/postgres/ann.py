@@ -109,6 +109,7 @@ class Builder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._guard = threading.Lock()
+        self.running = 0  # builds this server runs now (the metrics' gauge)
 
     def poke(self, seqs: list[int] | None = None) -> None:
         """Look at features ``seqs`` (all when None) soon: build those that crossed the threshold."""
@@ -213,19 +214,30 @@ class Builder:
                 if state == "building":  # left invalid by a build that died
                     conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index_name(seq)}")
                 if state != "valid":
-                    conn.execute("SET maintenance_work_mem = '512MB'")
-                    conn.execute(
-                        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(seq)} ON {vectors_table(seq)} "
-                        f"USING hnsw ((embedding::vector({int(dimension)})) {opclass(metric)}) "
-                        f"WITH (m = {int(self.config.m)}, ef_construction = {int(self.config.ef_construction)})"
-                    )
-                    conn.execute("RESET maintenance_work_mem")
-                    conn.execute(
-                        f"ANALYZE {vectors_table(seq)}"
-                    )  # the planner weighs the index against exact scans
+                    with self._running():
+                        conn.execute("SET maintenance_work_mem = '512MB'")
+                        conn.execute(
+                            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index_name(seq)} ON {vectors_table(seq)} "
+                            f"USING hnsw ((embedding::vector({int(dimension)})) {opclass(metric)}) "
+                            f"WITH (m = {int(self.config.m)}, ef_construction = {int(self.config.ef_construction)})"
+                        )
+                        conn.execute("RESET maintenance_work_mem")
+                        conn.execute(
+                            f"ANALYZE {vectors_table(seq)}"
+                        )  # the planner weighs the index against exact scans
                 return index_state(conn, seq) == "valid"
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK + seq,))
+
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        with self._guard:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._guard:
+                self.running -= 1
 
     def close(self) -> None:
         self._stop.set()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from siftline.models import StorageFigures
+from siftline.storage.figures import DocumentTally
 from siftline.storage.postgres.ann import AnnConfig, Builder
 from siftline.storage.postgres.cache import CacheMixin
 from siftline.storage.postgres.catalog import CatalogMixin
@@ -50,6 +52,7 @@ class PostgresStorage(
         self.ann = ann or AnnConfig()
         self._builder = Builder(self.db, self.ann)
         self._counts = Counts()
+        self._tally = DocumentTally()
         self._builder.poke()  # every feature once: an index a stopped build or a migration left to make
         self._init_servers(lease_s)
 
@@ -60,3 +63,15 @@ class PostgresStorage(
 
     def info(self) -> dict[str, Any]:
         return {"backend": "postgres", "migrations": self.db.applied()}
+
+    def figures(self) -> StorageFigures:
+        """Nothing is ever pending here: pgvector keeps a built index current on every write."""
+        with self.db.read() as conn:  # one snapshot: the versions, then the counts of what moved
+            versions = conn.execute("SELECT collection_id, write_version FROM collections").fetchall()
+            collections, documents = self._tally.total(
+                versions,
+                lambda cid: conn.execute(
+                    "SELECT count(*) FROM documents WHERE collection_id = %s", (cid,)
+                ).fetchone()[0],
+            )
+        return StorageFigures(collections, documents, vectors_pending=0, index_builds=self._builder.running)

@@ -6,6 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from siftline.models import StorageFigures
+from siftline.storage.figures import DocumentTally
 from siftline.storage.servers import LocalServers
 from siftline.storage.sqlite.bm25 import TextIndex
 from siftline.storage.sqlite.cache import CacheMixin
@@ -65,6 +67,7 @@ class SQLiteStorage(
         self._apply_lock = threading.Lock()
         self._combiner = WriteCombiner(self._put)
         self._record_writer = RecordWriter(self._write_record_rows)
+        self._tally = DocumentTally()
 
     def close(self) -> None:
         self._record_writer.close()
@@ -79,3 +82,20 @@ class SQLiteStorage(
             "vector_indexes_loaded": len(self._indexes),
             "text_indexes_loaded": len(self._text_indexes),
         }
+
+    def figures(self) -> StorageFigures:
+        with self.db.read() as conn:  # one snapshot: the versions, then the counts of what moved
+            versions = conn.execute("SELECT collection_id, write_version FROM collections").fetchall()
+            collections, documents = self._tally.total(
+                versions,
+                lambda cid: conn.execute(
+                    "SELECT count(*) FROM documents WHERE collection_id = ?", (cid,)
+                ).fetchone()[0],
+            )
+        statuses = [index.status() for index in list(self._indexes.values())]
+        return StorageFigures(
+            collections,
+            documents,
+            vectors_pending=sum(int(s["pending"]) for s in statuses),
+            index_builds=sum(1 for s in statuses if s["building"]),
+        )
