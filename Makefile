@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve serve-postgres test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact clean
+.PHONY: setup serve serve-postgres test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact bench-ui ui-screenshots clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -53,6 +53,12 @@ bench-load-beir: setup ## `siftline load` of ../shared/data/scifact into a fresh
 
 bench-records: setup ## Cost of execution records (recording on vs off, same process)
 	$(BIN)/python benchmarks/records.py
+
+bench-ui: setup ## Server time of the /ui pages (an execution of 500 documents with lineage), in process
+	$(BIN)/python benchmarks/ui_render.py $(ARGS)
+
+ui-screenshots: setup ## Screenshots of /ui into docs/img (a real server, Debian's chromium-headless-shell)
+	$(BIN)/python benchmarks/ui_screenshots.py $(ARGS)
 
 bench-quality: setup ## nDCG@10 on SciFact through the HTTP API beside direct library runs (~16 min)
 	$(BIN)/python benchmarks/quality.py

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         10_000, ge=0, description="Query embeddings kept in memory (LRU, per model version); 0 turns it off."
     )
     log_level: str = Field("info", description="Log level of the server: debug, info, warning, error.")
+    metrics_access: Literal["loopback", "key", "open", "off"] = Field(
+        "loopback",
+        description="Who may read GET /metrics (Prometheus): loopback (clients on this machine: 127.0.0.1, "
+        "::1), key (an API key without namespace limits), open (anyone) or off (404). See docs/METRICS.md.",
+    )
     worker_threads: int = Field(
         8,
         ge=1,
@@ -140,6 +145,12 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False,
         description="Log every HTTP request (uvicorn's access log); off by default: it costs ~40 µs a request.",
+    )
+    ui_session_hours: float = Field(
+        8.0,
+        gt=0,
+        le=720,
+        description="How long a sign-in to the execution inspector (/ui) lasts before the key is asked again.",
     )
 
     @field_validator("log_level")

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from siftline import __version__
+from siftline.api import ui
 from siftline.api.bodies import BodyLimit
 from siftline.api.hot import HotPaths
 from siftline.api.routes import (
@@ -24,9 +25,11 @@ from siftline.api.routes import (
     executions,
     health,
     interactions,
+    metrics,
     namespaces,
     retrievers,
 )
+from siftline.api.telemetry import HttpMetrics
 from siftline.config import Settings
 from siftline.errors import (
     BadRequestError,
@@ -136,6 +139,8 @@ def create_app(
 
     app.add_middleware(HotPaths)  # inside BodyLimit: the size limit applies to it too
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    if settings.metrics_access != "off":
+        app.add_middleware(HttpMetrics)  # outermost: counts what BodyLimit refuses too
 
     for module in (
         health,
@@ -148,6 +153,9 @@ def create_app(
         retrievers,
     ):
         app.include_router(module.router)
+    if settings.metrics_access != "off":
+        app.include_router(metrics.router)
+    ui.install(app)  # the execution inspector at /ui (its own cookie sessions; /v1 keeps Bearer keys)
     return app
 
 

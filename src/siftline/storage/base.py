@@ -35,12 +35,17 @@ from siftline.models import (
     PosteriorUpdate,
     Retriever,
     SortSpec,
+    StorageFigures,
 )
 
 
 class KeyStore(Protocol):
     def create_key(self, key: ApiKey, key_hash: str) -> None: ...
     def key_by_hash(self, key_hash: str) -> ApiKey | None: ...
+    def key_with_hash(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key with this id (revoked ones too) and its stored hash; None when unknown. For the web
+        UI's sessions, signed with a secret derived from the hash (which never leaves the server)."""
+
     def list_keys(self) -> list[ApiKey]: ...
     def revoke_key(self, key_id_or_prefix: str) -> ApiKey | None: ...
     def count_keys(self) -> int: ...
@@ -319,3 +324,7 @@ class Storage(
 
     def close(self) -> None: ...
     def info(self) -> dict[str, Any]: ...
+    def figures(self) -> StorageFigures:
+        """Collections and documents in the whole storage, vectors waiting for an index build and the
+        builds running (``GET /metrics``). Cheap enough for every scrape: a collection's documents are
+        counted again only once a write changed it."""

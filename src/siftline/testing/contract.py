@@ -260,6 +260,22 @@ class KeyContract(ContractFixtures):
         storage.create_key(*new_key())
         assert storage.key_by_hash("no-such-hash") is None
 
+    def test_key_with_hash_finds_a_key_by_id_with_its_stored_hash(self, storage: Storage) -> None:
+        (a, a_hash), (b, b_hash) = new_key("a", ("ns_a",)), new_key("b")
+        storage.create_key(a, a_hash)
+        storage.create_key(b, b_hash)
+        assert storage.key_with_hash(a.key_id) == (a, a_hash)
+        assert storage.key_with_hash(b.key_id) == (b, b_hash)
+        assert storage.key_with_hash("key_doesnotexist") is None
+        assert storage.key_with_hash(a.prefix) is None  # by id only, never by prefix
+
+    def test_key_with_hash_reports_a_revoked_key_as_revoked(self, storage: Storage) -> None:
+        key, key_hash = new_key()
+        storage.create_key(key, key_hash)
+        storage.revoke_key(key.key_id)
+        found = storage.key_with_hash(key.key_id)
+        assert found is not None and found[1] == key_hash and found[0].revoked_at is not None
+
     def test_list_keys_returns_every_key(self, storage: Storage) -> None:
         keys = [new_key(f"k{i}") for i in range(3)]
         for key, key_hash in keys:
@@ -823,6 +839,31 @@ class StorageContract(KeyContract, NamespaceContract):
             collection, flt({"field": "year", "operator": "lt", "value": 2003})
         ) == sum(1 for w in corpus if w.payload["year"] < 2003)
         assert storage.count_documents(collection, flt({"category": "nothing"})) == 0
+
+    def test_figures_count_collections_and_documents_of_every_namespace_after_each_write(
+        self, open_storage: OpenStorage, storage: Storage, namespace: Namespace
+    ) -> None:
+        def counted(instance: Storage) -> tuple[int, int]:
+            figures = instance.figures()
+            return figures.collections, figures.documents
+
+        assert counted(storage) == (0, 0)
+        a = new_collection(storage, namespace, "a", features=SMALL_DENSE)
+        b = new_collection(storage, new_namespace(storage, "other"), "b", features=SMALL_DENSE)
+        storage.put_documents(a, [make_write(a, f"a{i}") for i in range(5)], replace=False)
+        assert counted(storage) == (2, 5)
+        storage.put_documents(fresh(storage, b), [make_write(b, f"b{i}") for i in range(3)], replace=False)
+        figures = storage.figures()
+        assert (figures.collections, figures.documents) == (2, 8)
+        assert figures.vectors_pending == 0 and figures.index_builds == 0  # below the HNSW threshold
+        storage.delete_documents(fresh(storage, a), ["a0", "a1", "missing"])
+        storage.put_documents(fresh(storage, b), [make_write(b, "b0"), make_write(b, "b9")], replace=True)
+        assert counted(storage) == (2, 7)
+        other = open_storage()  # another process's write is counted too
+        other.put_documents(fresh(other, a), [make_write(a, "a9")], replace=False)
+        assert counted(storage) == (2, 8)
+        assert storage.delete_collection(fresh(storage, b)) is True
+        assert counted(storage) == (1, 4)
 
     # -- vector_search ------------------------------------------------------------------------------
 

@@ -34,9 +34,18 @@ def siftline(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
-        """``env`` is merged over ``os.environ`` for the server process (e.g. ``SIFTLINE_*`` settings)."""
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        module: str = "siftline",
+    ) -> None:
+        """``env`` is merged over ``os.environ`` for the server process (e.g. ``SIFTLINE_*`` settings);
+        ``module`` is what ``python -m`` runs (``siftline.testing.slow_stage``: the CLI with a test stage that
+        waits, so executions can be watched while they run)."""
         self.data_dir = data_dir
+        self.module = module
         self.port = port or free_port()
         self.env = dict(env or {})
         self.url = f"http://127.0.0.1:{self.port}"
@@ -47,7 +56,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "siftline",
+                self.module,
                 "serve",
                 "--data-dir",
                 str(self.data_dir),
@@ -106,11 +115,11 @@ class Server:
 
 
 def start_with_key(
-    data_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+    data_dir: Path, port: int | None = None, env: dict[str, str] | None = None, module: str = "siftline"
 ) -> tuple[Server, str]:
     """A started server over ``data_dir`` and a fresh unlimited API key for it (made by the CLI); ``env``
-    goes to both processes."""
-    server = Server(data_dir, port, env).start()
+    goes to both processes, ``module`` as in :class:`Server`."""
+    server = Server(data_dir, port, env, module).start()
     done = siftline("keys", "create", "--data-dir", str(data_dir), env=env)
     if done.returncode != 0:
         server.kill()

@@ -55,6 +55,13 @@ class CatalogMixin:
             ).fetchone()
         return _key(row) if row else None
 
+    def key_with_hash(self, key_id: str) -> tuple[ApiKey, str] | None:
+        with self.db.session() as conn:
+            row = conn.execute(
+                f"SELECT {_KEY_COLS}, key_hash FROM api_keys WHERE key_id = %s", (key_id,)
+            ).fetchone()
+        return (_key(row[:-1]), row[-1]) if row else None
+
     def list_keys(self) -> list[ApiKey]:
         with self.db.read() as conn:
             rows = conn.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at, key_id").fetchall()

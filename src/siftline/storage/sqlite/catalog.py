@@ -97,6 +97,10 @@ class CatalogMixin:
         row = self.db.row(f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,))
         return _key(row) if row else None
 
+    def key_with_hash(self, key_id: str) -> tuple[ApiKey, str] | None:
+        row = self.db.row(f"SELECT {_KEY_COLS}, key_hash FROM api_keys WHERE key_id = ?", (key_id,))
+        return (_key(row[:-1]), row[-1]) if row else None
+
     def list_keys(self) -> list[ApiKey]:
         with self.db.read() as conn:
             rows = conn.execute(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_at").fetchall()
