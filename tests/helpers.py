@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -95,3 +98,16 @@ PETS_TAIL_STAGES = [
         "config": {"stage_id": "limit", "parameters": {"limit": 2}},
     },
 ]
+
+
+def tiny_cross_encoder() -> ModuleType:
+    """tests/pipeline/stages/tiny_cross_encoder.py (builds a counting cross-encoder), loaded by path."""
+    if "tiny_cross_encoder" in sys.modules:
+        return sys.modules["tiny_cross_encoder"]
+    path = Path(__file__).parent / "pipeline" / "stages" / "tiny_cross_encoder.py"
+    spec = importlib.util.spec_from_file_location("tiny_cross_encoder", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["tiny_cross_encoder"] = module
+    spec.loader.exec_module(module)
+    return module

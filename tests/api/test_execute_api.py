@@ -7,19 +7,16 @@ Corpus: 12 short documents p01…p12 with a category, a year and a 4-d vector ``
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import TEXT_COLLECTION, served, settings_for
+from helpers import TEXT_COLLECTION, served, settings_for, tiny_cross_encoder
 from siftline.credits import stage_credits
 from siftline.features.embedder import TextEmbedder
 
@@ -474,18 +471,6 @@ def test_a_saved_retriever_whose_collection_was_deleted_fails_its_runs(fresh: Te
     assert result["status"] == "failed" and result["documents"] == []
     assert result["error"].startswith("Retriever execution failed: Collection not found")
     assert result["execution_id"].startswith("exec_")
-
-
-def tiny_cross_encoder() -> ModuleType:
-    """tests/pipeline/stages/tiny_cross_encoder.py (builds a counting cross-encoder), loaded by path."""
-    if "tiny_cross_encoder" in sys.modules:
-        return sys.modules["tiny_cross_encoder"]
-    path = Path(__file__).parents[1] / "pipeline" / "stages" / "tiny_cross_encoder.py"
-    spec = importlib.util.spec_from_file_location("tiny_cross_encoder", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_rerank_whose_model_was_removed_after_creation_fails_the_run_naming_it(

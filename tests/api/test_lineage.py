@@ -3,17 +3,14 @@ parts add up to the score, for each fusion method and with stages that change sc
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from helpers import BM25, DENSE, TEXT_COLLECTION
+from helpers import BM25, DENSE, TEXT_COLLECTION, tiny_cross_encoder
 
 R = "/v1/retrievers"
 EMB = "mixpeek://vectors@v1/emb"
@@ -132,18 +129,6 @@ def test_a_single_search_keeps_its_raw_score_as_the_whole_lineage(papers: TestCl
         assert document["lineage"]["origin"]["fusion"] is None
         assert leg["rank"] == rank and leg["raw_score"] == leg["contribution"] == document["score"]
         assert_adds_up(document)
-
-
-def tiny_cross_encoder() -> ModuleType:
-    """tests/pipeline/stages/tiny_cross_encoder.py (builds a counting cross-encoder), loaded by path."""
-    if "tiny_cross_encoder" in sys.modules:
-        return sys.modules["tiny_cross_encoder"]
-    path = Path(__file__).parents[1] / "pipeline" / "stages" / "tiny_cross_encoder.py"
-    spec = importlib.util.spec_from_file_location("tiny_cross_encoder", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted", "dbsf", "max"])
