@@ -1,11 +1,12 @@
 """Server time of the execution inspector's pages (/ui), in process: an execution that returned 500
-documents with their score lineage (explain: true), and a list page of 50 executions.
+documents with their score lineage (explain: true), a list page of 50 executions, and the comparison of
+two executions of 500 documents each (different queries: most documents moved, some new and dropped).
 
     python benchmarks/ui_render.py [--runs 30] [--no-write]
 
 Each page is asked ``--runs`` times through an in-process client (routing, session check, storage reads,
 rendering; no network), after one warm-up; the medians go to docs/BENCHMARKS.md. Target: the execution
-page of 500 documents in at most 200 ms.
+page and the compare page of 500 documents in at most 200 ms each.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ STAGES = [
 ]  # fmt: skip
 
 
-def seed(client: TestClient, rng: np.random.Generator) -> tuple[str, str]:
+def seed(client: TestClient, rng: np.random.Generator) -> tuple[str, str, str]:
     """A collection of DOCS documents with two vectors each, a retriever, 60 executions; returns the
-    retriever id and the id of an explained execution that returned RETURNED documents."""
+    retriever id, the id of an explained execution that returned RETURNED documents, and the id of the
+    plain execution before it (another query, RETURNED documents too)."""
     collection = {"collection_name": "bench", "vector_configs": [
         {"name": "a", "dimension": DIM}, {"name": "b", "dimension": DIM}]}  # fmt: skip
     assert client.post("/v1/collections", json=collection).status_code == 200
@@ -68,11 +70,10 @@ def seed(client: TestClient, rng: np.random.Generator) -> tuple[str, str]:
         assert response.status_code == 200, response.text
         return response.json()
 
-    for _ in range(59):
-        run(False)
+    plain = [run(False) for _ in range(59)]
     explained = run(True)
-    assert len(explained["documents"]) == RETURNED
-    return rid, explained["execution_id"]
+    assert len(explained["documents"]) == len(plain[-1]["documents"]) == RETURNED
+    return rid, explained["execution_id"], plain[-1]["execution_id"]
 
 
 def sign_in(client: TestClient) -> None:
@@ -109,7 +110,10 @@ def main() -> None:
         try:
             with TestClient(create_app(settings, services)) as client:
                 client.headers["Authorization"] = f"Bearer {KEY}"
-                _, exec_id = seed(client, rng)
+                _, exec_id, other_id = seed(client, rng)
+                diff = client.get(
+                    "/v1/retrievers/executions/compare", params={"a": other_id, "b": exec_id}
+                ).json()
                 del client.headers["Authorization"]
                 login = timed(client, "/ui/login", args.runs)  # before signing in: the form itself
                 sign_in(client)
@@ -120,6 +124,7 @@ def main() -> None:
                     "executions list, 50 rows sorted by duration": "/ui/executions?limit=50&sort=duration",
                     "live progress JSON (summary, waterfall, funnel)": f"/ui/api/executions/{exec_id}/live",
                     f"raw record JSON, {RETURNED} documents": f"/ui/api/executions/{exec_id}",
+                    f"compare page, two executions of {RETURNED} documents": f"/ui/compare?a={other_id}&b={exec_id}",
                 }
                 results = {name: timed(client, path, args.runs) for name, path in pages.items()}
                 results["sign-in form"] = login
@@ -132,7 +137,9 @@ def main() -> None:
         "| page (in-process client: routing, session, storage reads, rendering) | median | sent (gzip when large) |\n|---|---|---|\n"
         f"{rows}\n\n"
         f"{args.runs} requests per page after a warm-up; documents {'with' if lineage else 'without'} score lineage. "
-        "Target: the execution page of 500 documents within 200 ms.\n"
+        f"The compared executions ran different queries: {len(diff['moved'])} documents moved, {len(diff['new'])} new, "
+        f"{len(diff['dropped'])} dropped, {len(diff['unchanged'])} unchanged (a line or a mark for each). "
+        "Target: the execution page and the compare page of 500 documents within 200 ms each.\n"
     )
     print(table)
     if not args.no_write:

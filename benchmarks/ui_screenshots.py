@@ -1,7 +1,9 @@
-"""Screenshots of the execution inspector (sign-in, executions list, one execution) into docs/img/.
+"""Screenshots of the execution inspector (sign-in, executions list, one execution, two compared) into
+docs/img/.
 
 A real `siftline serve` on a fresh data directory, executions made over HTTP, and Debian's
-chromium-headless-shell driven by Playwright (nothing is downloaded):
+chromium-headless-shell driven by Playwright (nothing is downloaded). For the comparison, an execution is
+replayed after writes (one document's year changed so that it moves, one deleted, one added):
 
     .venv/bin/python benchmarks/ui_screenshots.py [--out docs/img] [--chromium /usr/lib/chromium/chromium-headless-shell]
 """
@@ -16,11 +18,31 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, sync_playwright
 
-from siftline.testing.inspector_data import seed
+from siftline.testing.inspector_data import Seeded, seed
 from siftline.testing.server import start_with_key
 
 CHROMIUM = "/usr/lib/chromium/chromium-headless-shell"
 WIDTH = 1280
+SHOTS = ("ui-login", "ui-executions", "ui-execution", "ui-execution-budget", "ui-compare")
+
+
+def changed_replay(http: httpx.Client, seeded: Seeded) -> tuple[str, str]:
+    """An execution of "interest rates", writes that change its results, and its replay: (a, b)."""
+    docs = "/v1/collections/notes/documents"
+    before = http.post(
+        f"/v1/retrievers/{seeded.retrievers['hybrid-notes']}/execute",
+        json={"inputs": {"query": "interest rates"}},
+    ).json()
+    returned = [d["document_id"] for d in before["documents"]]
+    http.patch(
+        f"{docs}/{returned[-1]}", json={"year": 2026}
+    ).raise_for_status()  # newest first: moves to the top
+    http.delete(f"{docs}/{returned[2]}").raise_for_status()
+    new = {"document_id": "fin-new", "title": "Interest rates held steady", "text": "interest rates held steady",
+           "category": "finance", "year": 2025}  # fmt: skip
+    http.post(docs, json=new).raise_for_status()
+    after = http.post(f"/v1/retrievers/executions/{before['execution_id']}/replay").json()
+    return before["execution_id"], after["execution_id"]
 
 
 def sign_in(page: Page, url: str, key: str) -> None:
@@ -50,6 +72,7 @@ def main() -> None:
                     f"/v1/retrievers/{seeded.retrievers['hybrid-notes']}/execute",
                     json={"inputs": {"query": query}},
                 )
+            a, b = changed_replay(http, seeded)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium)
             page = browser.new_page(viewport={"width": WIDTH, "height": 800})
@@ -63,11 +86,13 @@ def main() -> None:
             page.screenshot(path=str(args.out / "ui-execution.png"), full_page=True)
             page.goto(f"{server.url}/ui/executions/{seeded.executions['budget']}")
             page.screenshot(path=str(args.out / "ui-execution-budget.png"), full_page=True)
+            page.goto(f"{server.url}/ui/compare?a={a}&b={b}")
+            page.screenshot(path=str(args.out / "ui-compare.png"), full_page=True)
             browser.close()
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    for name in ("ui-login", "ui-executions", "ui-execution", "ui-execution-budget"):
+    for name in SHOTS:
         print(args.out / f"{name}.png")
 
 

@@ -363,3 +363,33 @@ def test_large_pages_go_gzip_compressed_when_the_client_takes_it() -> None:
     assert gzipped(big, None) is big and gzipped(big, "br") is big
     small = HTMLResponse("<p>hi</p>")
     assert gzipped(small, "gzip") is small
+
+
+def test_a_record_run_with_explain_shows_its_executed_plan_in_the_plan_card() -> None:
+    explain_plan = {
+        "stages": [
+            {"stage_name": "search", "input_count": 0, "output_count": 40, "duration_ms": 60.0, "credits": 2.0,
+             "stage_cache_hit": False, "optimized": None, "error": None},
+            {"stage_name": "keep", "input_count": 40, "output_count": 30, "duration_ms": 2.0, "credits": 0.1,
+             "stage_cache_hit": False, "optimized": {"rule": "push_down_filters", "merged_into": "search"}, "error": None},
+            {"stage_name": "rr", "input_count": 30, "output_count": 2, "duration_ms": 30.0, "credits": 0.4,
+             "stage_cache_hit": True, "optimized": None, "error": None},
+        ],
+        "total_time_ms": 90.0, "credits_used": 2.5,
+        "executed_plan": [{"stage_name": "search", "stage_id": "feature_search", "absorbed": ["keep"]},
+                          {"stage_name": "rr", "stage_id": "rerank", "absorbed": []}],
+    }  # fmt: skip
+    view = view_of(detail(explain_plan=explain_plan))
+    assert view.profile is not None and view.profile.total_ms == 90.0 and view.profile.credits == "2.5"
+    search, rr = view.profile.stages
+    assert (search.absorbed, search.duration_ms, search.flow, search.credits) == (
+        ["keep"],
+        60.0,
+        "0 → 30",
+        "2.1",
+    )
+    assert search.share == pytest.approx(0.6667, abs=1e-4) and rr.cache_hit and rr.flow == "30 → 2"
+    html = ENV.get_template("_plan.html").render(view=view)
+    assert "Executed plan, as profiled" in html and "+ keep" in html and "/execute/explain" in html
+    assert view_of(detail()).profile is None
+    assert view_of(detail(explain_plan={"executed_plan": "nonsense"})).profile is None

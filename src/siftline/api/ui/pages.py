@@ -1,17 +1,30 @@
-"""The inspector's pages: the executions list and one execution. Handlers are plain functions (FastAPI
-runs them on the thread pool): they read storage through the service layer and render templates."""
+"""The inspector's pages: the executions list, one execution, two compared, and the "Replay now" form.
+Page handlers are plain functions (FastAPI runs them on the thread pool): they read storage through the
+service layer and render templates."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from urllib.parse import quote, urlencode
+
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
 
 from siftline.api.ui import listing
-from siftline.api.ui.auth import SessionDep
+from siftline.api.ui.auth import (
+    SessionDep,
+    SignInRequired,
+    check_post,
+    forbidden_page,
+    read_form,
+    require_session,
+)
+from siftline.api.ui.comparison import compare_view, read_k
 from siftline.api.ui.render import gzipped, render
 from siftline.api.ui.views import ExecutionView, execution_view
-from siftline.errors import NotFoundError
-from siftline.service import executions, inspector, sessions
+from siftline.errors import ForbiddenError, NotFoundError, SiftlineError
+from siftline.service import compare, executions, inspector, sessions
 from siftline.service.container import Services
 from siftline.service.sessions import Session
 
@@ -35,6 +48,17 @@ def page(template: str, session: Session, svc: Services, status: int = 200, **co
 
 def not_found(session: Session, svc: Services, message: str) -> Response:
     return page("error.html", session, svc, 404, title="Not found", message=message)
+
+
+def message_page(
+    session: Session, svc: Services, status: int, title: str, text: str, links: Sequence[tuple[str, str]] = ()
+) -> Response:
+    """A page that says why something could not be done (a 409, a missing parameter), with links onward."""
+    return page("error.html", session, svc, status, title=title, message=text, links=links)
+
+
+def _execution_links(*ids: str) -> list[tuple[str, str]]:
+    return [(f"/ui/executions/{quote(i, safe='')}", f"Open execution {i}") for i in dict.fromkeys(ids) if i]
 
 
 @router.get("/ui")
@@ -101,6 +125,64 @@ def execution_page(execution_id: str, request: Request, session: SessionDep) -> 
         return not_found(session, svc, exc.message)
     response = page("execution.html", session, svc, title=execution_id, view=view)
     return gzipped(response, request.headers.get("accept-encoding"))
+
+
+@router.get("/ui/compare")
+def compare_page(
+    request: Request, session: SessionDep, a: str = "", b: str = "", k: str = "", show: str = "all"
+) -> Response:
+    """Two executions of the session's namespace side by side (``a`` the older or the original)."""
+    svc = _services(request)
+    if not a or not b:
+        text = "Tick two executions in the list and press Compare: this page needs ?a=…&b=…."
+        return message_page(session, svc, 400, "Pick two executions", text)
+    try:
+        result = compare.compare(svc.storage, session.namespace, a, b, read_k(k))
+    except NotFoundError as exc:
+        return not_found(session, svc, exc.message)
+    except SiftlineError as exc:  # 409: a record's documents are not kept
+        return message_page(session, svc, exc.status, "Cannot compare", exc.message, _execution_links(a, b))
+    saved = result["a"]["retriever_id"] or result["b"]["retriever_id"]
+    names = inspector.retriever_names(svc.storage, session.namespace) if saved else {}
+    view = compare_view(
+        result,
+        show=show,
+        retriever_names=names,
+        collections=inspector.collection_names(svc.storage, session.namespace),
+    )
+    response = page("compare.html", session, svc, title=f"Compare {a} with {b}", view=view)
+    return gzipped(response, request.headers.get("accept-encoding"))
+
+
+def _replay(svc: Services, session: Session, execution_id: str) -> str:
+    record = compare.find(svc.storage, session.namespace, execution_id)
+    return str(svc.executor.replay(session.namespace, record)["execution_id"])
+
+
+@router.post("/ui/executions/{execution_id}/replay")
+async def replay_now(execution_id: str, request: Request) -> Response:
+    """Run an execution again now (CSRF-checked form), then show what changed: 303 to the comparison."""
+    form = await read_form(request)
+    try:
+        session = await run_in_threadpool(require_session, request)
+    except SignInRequired as exc:  # after signing in, back to the execution (not to this POST)
+        raise SignInRequired(f"/ui/executions/{quote(execution_id, safe='')}", exc.had_cookie) from None
+    try:
+        check_post(request, session, form)
+    except ForbiddenError as exc:
+        return forbidden_page(exc.message)
+    svc = _services(request)
+    try:
+        replayed = await run_in_threadpool(_replay, svc, session, execution_id)
+    except NotFoundError as exc:
+        return await run_in_threadpool(not_found, session, svc, exc.message)
+    except SiftlineError as exc:  # 409: it failed before its stages ran, or its collection is gone
+        links = _execution_links(execution_id)
+        return await run_in_threadpool(
+            message_page, session, svc, exc.status, "Cannot replay", exc.message, links
+        )
+    target = "/ui/compare?" + urlencode({"a": execution_id, "b": replayed})
+    return RedirectResponse(target, status_code=303)
 
 
 fallback = APIRouter(include_in_schema=False)

@@ -17,6 +17,7 @@ from siftline import __version__
 
 HERE = Path(__file__).parent
 NONE = "\u2013"  # an en dash: what a missing value shows
+MINUS = "\u2212"  # a true minus sign, for signed differences
 STATIC_DIR = HERE / "static"
 
 # Only this server's own files: no inline script, no other host. Bars are placed with style attributes.
@@ -75,6 +76,16 @@ def score(value: Any) -> str:
     if abs(value) < 1e-3 or abs(value) >= 1e4:
         return f"{value:.4g}"
     return f"{value:.4f}".rstrip("0").rstrip(".")
+
+
+def signed(value: float, fmt: Any = num) -> str:
+    """+1.2 ms, \u22123, \u00b10: a plus, a true minus sign (U+2212), or plus-minus for zero."""
+    if value == 0:
+        return "\u00b10"
+    text = str(fmt(abs(value)))
+    if not any(c in "123456789" for c in text):  # rounds to zero: 0.00 ms
+        return "\u00b1" + text
+    return ("+" if value > 0 else MINUS) + text
 
 
 def pct(value: Any, digits: int = 0) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from siftline.api.ui.lineage import LineageView, lineage_view
-from siftline.api.ui.render import as_dict, credits, ms, pct
+from siftline.api.ui.render import as_dict, credits, ms, num, pct
 from siftline.api.ui.waterfall import BUDGET_PREFIX, FunnelRow, Waterfall, funnel, value_text, waterfall
 from siftline.service.inspector import PlannedStages
 
@@ -48,6 +48,28 @@ class PlanStage:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class ProfileStage:
+    """One stage of the executed plan in the record's ``explain_plan`` (runs with ``explain: true``)."""
+
+    name: str
+    stage_id: str
+    absorbed: list[str]
+    duration_ms: float
+    share: float  # of the total time
+    flow: str
+    credits: str
+    cache_hit: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    stages: list[ProfileStage]
+    total_ms: float
+    credits: str
+
+
 @dataclass
 class ExecutionView:
     execution_id: str
@@ -77,6 +99,7 @@ class ExecutionView:
     rewrites: list[dict[str, Any]]
     optimization: list[tuple[str, str]]
     notes: dict[str, list[str]] = field(default_factory=dict)
+    profile: Profile | None = None
 
 
 def _stage_id(stage: dict[str, Any]) -> str:
@@ -203,6 +226,41 @@ def _plan_after(flow: Waterfall) -> list[PlanStage]:
     return out
 
 
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def profile(explain_plan: Any) -> Profile | None:
+    """The executed plan of ``explain_plan``: each stage that ran as one with those folded into it (their
+    time is inside its own), documents from its input to the last folded stage's output, credits summed."""
+    plan = as_dict(explain_plan)
+    stats = {str(s.get("stage_name")): s for s in plan.get("stages") or [] if isinstance(s, dict)}
+    executed = [e for e in plan.get("executed_plan") or [] if isinstance(e, dict)]
+    if not executed:
+        return None
+    total = _number(plan.get("total_time_ms"))
+    rows = []
+    for step in executed:
+        name, absorbed = str(step.get("stage_name")), [str(a) for a in step.get("absorbed") or []]
+        parts = [as_dict(stats.get(n)) for n in (name, *absorbed)]
+        own = parts[0]
+        duration = _number(own.get("duration_ms"))
+        rows.append(
+            ProfileStage(
+                name=name,
+                stage_id=str(step.get("stage_id") or ""),
+                absorbed=absorbed,
+                duration_ms=duration,
+                share=round(min(1.0, duration / total), 4) if total > 0 else 0.0,
+                flow=f"{num(own.get('input_count'))} → {num(parts[-1].get('output_count'))}" if own else "",
+                credits=credits(sum(_number(p.get("credits")) for p in parts)),
+                cache_hit=bool(own.get("stage_cache_hit")),
+                error=next((str(p["error"]) for p in parts if p.get("error")), None),
+            )
+        )
+    return Profile(rows, total, credits(plan.get("credits_used")))
+
+
 def _notes(detail: dict[str, Any]) -> dict[str, list[str]]:
     notes: dict[str, list[str]] = {}
     for key in ("warnings", "degraded", "limits"):
@@ -265,4 +323,5 @@ def execution_view(
         rewrites=[r for r in summary.get("rewrites") or [] if isinstance(r, dict)],
         optimization=[(k, value_text(v)) for k, v in summary.items() if k != "rewrites"],
         notes=_notes(detail),
+        profile=profile(detail.get("explain_plan")),
     )

@@ -179,7 +179,25 @@
     }).catch(function () { setTimeout(function () { pollExecution(id); }, POLL_MS * 2); });
   }
 
+  /* ---- two executions compared -------------------------------------------------------------- */
+  function initCompare() {
+    var ranks = $("#ranks");
+    if (!ranks) { return; }
+    var lit = [];
+    function light(doc) {  // a document's row in a, its row in b and the line between them
+      lit.forEach(function (el) { el.classList.remove("hl"); });
+      lit = doc === null ? [] : $all('[data-doc="' + doc + '"]', ranks);
+      lit.forEach(function (el) { el.classList.add("hl"); });
+    }
+    ranks.addEventListener("mouseover", function (event) {
+      var hit = event.target.closest ? event.target.closest("[data-doc]") : null;
+      light(hit ? hit.getAttribute("data-doc") : null);
+    });
+    ranks.addEventListener("mouseleave", function () { light(null); });
+  }
+
   var page = document.body.dataset.page;
   if (page === "executions") { initList(); }
   if (page === "execution") { initExecution(); }
+  if (page === "compare") { initCompare(); }
 })();
