@@ -96,6 +96,7 @@ def test_analyze_runs_the_plan_and_puts_actual_beside_estimate(client: TestClien
     result = response.json()
     assert result["analyzed"] is True and result["status"] == "completed"
     run = client.get(f"/v1/retrievers/{rid}/executions/{result['execution_id']}").json()
+    assert run["status"] == "completed"
     stats = run["stage_statistics"]["stages"]
     steps = {s["stage_name"]: s for s in result["execution_plan"]}
     assert list(steps) == ["search", "pets", "top"]
@@ -115,6 +116,11 @@ def test_analyze_runs_the_plan_and_puts_actual_beside_estimate(client: TestClien
     assert steps["pets"]["actual"]["output"] == 4 and steps["top"]["actual"]["output"] == 3
     assert result["worst_misestimate"]["factor"] >= 1.0
     assert result["actual_total"]["returned"] == 3
+    kept = run["explain_analyze"]  # the record keeps the analysis for the execution page
+    assert [s["stage_name"] for s in kept["stages"]] == ["search", "pets", "top"]
+    assert kept["stages"][0]["actual"] == steps["search"]["actual"]
+    assert kept["stages"][0]["misestimate"] == steps["search"]["misestimate"]
+    assert kept["worst_misestimate"] == result["worst_misestimate"]
 
 
 def test_explain_without_analyze_runs_nothing(client: TestClient) -> None:

@@ -309,3 +309,22 @@ def test_move_labels_never_overlap_the_largest_move_wins() -> None:
     assert len({ln.label_y for ln in view.lines}) == 1
     assert [ln.label for ln in view.lines] == ["\u22123", "", "", ""]
     assert [ln.move for ln in view.lines] == [-3, -1, 1, 3]  # the tooltips still say it
+
+
+def test_an_analyzed_execution_shows_estimate_beside_actual(client: TestClient, ui: TestClient) -> None:
+    ten_and_run(client)
+    rid = ok(client.get(f"{R}/r"))["retriever_id"]
+    analysis = ok(client.post(f"{R}/{rid}/execute/explain", json={"analyze": True}))
+    html = ui.get(f"/ui/executions/{analysis['execution_id']}").text
+    assert "Estimate against actual" in html
+    step = analysis["execution_plan"][0]  # the search: estimated from the one earlier run, 10 found
+    assert step["actual"]["output"] == 10 and step["estimated_output"] == 10
+    row = html[html.index('class="profile analysis"') :]
+    assert re.search(r"<strong>search</strong>.*?10 → 10 <span[^>]*>\u00d71</span>", row, re.S)
+    assert "from the medians of 1 earlier run(s)" in row
+    plain = ui.get(f"/ui/executions/{ten_and_run_again(client, rid)}").text
+    assert "Estimate against actual" not in plain
+
+
+def ten_and_run_again(client: TestClient, rid: str) -> str:
+    return str(ok(client.post(f"{R}/{rid}/execute", json={}))["execution_id"])

@@ -57,7 +57,8 @@ def execution_detail(record: ExecutionRecord, include_legacy_results: bool = Fal
     out["optimization_applied"] = bool(detail.get("optimization_applied"))
     if out["error"] is None:
         del out["error"]
-    for key in ("explain_plan", "replay_of"):  # only on executions run with explain: true / replays
+    # only on executions run with explain: true, analyzed by POST …/execute/explain, or replays
+    for key in ("explain_plan", "explain_analyze", "replay_of"):
         if detail.get(key) is not None:
             out[key] = detail[key]
     if include_legacy_results:

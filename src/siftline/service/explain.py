@@ -17,9 +17,15 @@ from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import PlannedStage, stored_plan
 from siftline.service.cache import config_of
 from siftline.service.execute import unindexed_field_warnings
+from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 
 HISTORY = 50
+# what a record keeps of an analysis (explain_analyze), per stage
+ANALYZED_FIELDS = (
+    "stage_name", "stage_id", "estimated_input", "estimated_output", "estimated_duration_ms",
+    "estimated_cost_credits", "optimization_notes", "actual", "misestimate",
+)  # fmt: skip
 DEFAULT_DURATION_MS = {"feature_search": 10.0, "rerank": 50.0}
 
 
@@ -183,3 +189,19 @@ def analyze(planned: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     }
     planned["worst_misestimate"] = worst
     return planned
+
+
+def keep_analysis(
+    storage: Storage, recorder: Recorder, namespace: Namespace, analysis: dict[str, Any]
+) -> None:
+    """Keep an analysis in the record of the execution it ran (``explain_analyze``), so the execution
+    page shows the estimates beside the actual figures later."""
+    record = storage.get_execution(namespace.namespace_id, str(analysis.get("execution_id")))
+    if record is None:
+        return
+    record.detail["explain_analyze"] = {
+        "stages": [{k: step.get(k) for k in ANALYZED_FIELDS} for step in analysis["execution_plan"]],
+        "worst_misestimate": analysis.get("worst_misestimate"),
+        "based_on_executions": analysis.get("based_on_executions"),
+    }
+    recorder.save(record)

@@ -183,7 +183,9 @@ def explain_retriever(
         "skip_cache": True,
         "stream": False,
     }
-    return explain.analyze(planned, svc.executor.execute_saved(ns, retriever, request))
+    analysis = explain.analyze(planned, svc.executor.execute_saved(ns, retriever, request))
+    explain.keep_analysis(svc.storage, svc.executor.recorder, ns, analysis)
+    return analysis
 
 
 @router.post(

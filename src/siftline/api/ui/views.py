@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from siftline.api.ui.lineage import LineageView, lineage_view
-from siftline.api.ui.render import as_dict, credits, ms, num, pct
+from siftline.api.ui.render import NONE, as_dict, credits, ms, num, pct
 from siftline.api.ui.waterfall import BUDGET_PREFIX, FunnelRow, Waterfall, funnel, value_text, waterfall
 from siftline.service.inspector import PlannedStages
+
+TIMES, DIVIDED = "\u00d7", "\u00f7"  # the signs of a mis-estimate ratio
 
 RESULT_FIELDS = 3  # payload fields shown per result row
 _NOT_PAYLOAD = {"document_id", "collection_id", "score", "_internal", "lineage", "vectors", "features"}
@@ -70,6 +72,35 @@ class Profile:
     credits: str
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """One measure of an analyzed stage: the estimate, the actual figure and how far apart they were."""
+
+    estimated: str
+    actual: str
+    ratio: str  # actual / estimated: times 2.5, or divided by 4
+    off: bool  # a factor of 2 or more either way
+
+
+@dataclass(frozen=True)
+class AnalyzedStage:
+    name: str
+    stage_id: str
+    ran: bool
+    output: Estimate
+    duration: Estimate
+    credits: Estimate
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The record's ``explain_analyze`` (``POST …/execute/explain`` with ``analyze: true``)."""
+
+    stages: list[AnalyzedStage]
+    worst: str | None
+    based_on: int
+
+
 @dataclass
 class ExecutionView:
     execution_id: str
@@ -100,6 +131,7 @@ class ExecutionView:
     optimization: list[tuple[str, str]]
     notes: dict[str, list[str]] = field(default_factory=dict)
     profile: Profile | None = None
+    analysis: Analysis | None = None
 
 
 def _stage_id(stage: dict[str, Any]) -> str:
@@ -261,6 +293,53 @@ def profile(explain_plan: Any) -> Profile | None:
     return Profile(rows, total, credits(plan.get("credits_used")))
 
 
+def _estimate(estimated: Any, actual: Any, ratio: Any, show: Any) -> Estimate:
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool):
+        shown = NONE if actual is None else "no estimate"
+        return Estimate(show(estimated), show(actual), shown, False)
+    factor = max(ratio, 1 / ratio) if ratio > 0 else float("inf")
+    text = (
+        f"{TIMES}1"
+        if ratio == 1
+        else (f"{TIMES}{ratio:.3g}" if ratio > 1 else (f"{DIVIDED}{1 / ratio:.3g}" if ratio else f"{TIMES}0"))
+    )
+    return Estimate(show(estimated), show(actual), text, factor >= 2)
+
+
+def analysis(kept: Any) -> Analysis | None:
+    """Estimate beside actual per stage, from the record's ``explain_analyze``."""
+    data = as_dict(kept)
+    steps = [as_dict(s) for s in data.get("stages") or [] if isinstance(s, dict)]
+    if not steps:
+        return None
+    rows = []
+    for step in steps:
+        actual, ratios = as_dict(step.get("actual")), as_dict(step.get("misestimate"))
+        rows.append(
+            AnalyzedStage(
+                name=str(step.get("stage_name")),
+                stage_id=str(step.get("stage_id") or ""),
+                ran=bool(actual),
+                output=_estimate(
+                    step.get("estimated_output"), actual.get("output"), ratios.get("output"), num
+                ),
+                duration=_estimate(
+                    step.get("estimated_duration_ms"), actual.get("duration_ms"), ratios.get("duration"), ms
+                ),
+                credits=_estimate(
+                    step.get("estimated_cost_credits"), actual.get("credits"), ratios.get("credits"), credits
+                ),
+            )
+        )
+    worst = as_dict(data.get("worst_misestimate"))
+    worst_text = (
+        f"{worst.get('stage_name')}: {worst.get('measure')} off by {TIMES}{worst.get('factor')}"
+        if worst
+        else None
+    )
+    return Analysis(rows, worst_text, int(_number(data.get("based_on_executions"))))
+
+
 def _notes(detail: dict[str, Any]) -> dict[str, list[str]]:
     notes: dict[str, list[str]] = {}
     for key in ("warnings", "degraded", "limits"):
@@ -324,4 +403,5 @@ def execution_view(
         optimization=[(k, value_text(v)) for k, v in summary.items() if k != "rewrites"],
         notes=_notes(detail),
         profile=profile(detail.get("explain_plan")),
+        analysis=analysis(detail.get("explain_analyze")),
     )
