@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from postgres_session import TEST_SETTINGS
 from siftline.storage.postgres.local import LocalPostgres
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[LocalPostgres]:
-    cluster = LocalPostgres().start()
+    cluster = LocalPostgres(**TEST_SETTINGS).start()
     try:
         yield cluster
     finally:

@@ -150,3 +150,70 @@ def test_a_search_locks_its_own_features_relations_however_many_collections_are_
         assert max(held) < 25, held
     finally:
         storage.close()
+
+
+def test_the_index_builder_never_holds_one_features_table_while_waiting_for_another(database: str) -> None:
+    """Deleting a collection drops its features' tables one after another; the builder counts them one
+    after another. Were the counts one transaction, each would hold what it locked while waiting for the
+    next, and the two would deadlock (seen in a CI server log): the builder must let go of each table."""
+    import threading
+
+    storage = PostgresStorage(database, pool_size=3, ann=AnnConfig(threshold=10**9))  # nothing gets built
+    try:
+        col = new_collection(storage, new_namespace(storage, "n"), "c", (EMB_COSINE, EMB_EUCLIDEAN), ())
+        storage.put_documents(col, [make_write(col, f"d{i}") for i in range(5)], replace=True)
+        with psycopg.connect(database) as conn:
+            first, second = (
+                vectors_table(r[0])
+                for r in conn.execute(
+                    "SELECT seq FROM features WHERE collection_id = %s AND kind = 'dense' ORDER BY seq",
+                    (col.collection_id,),
+                )
+            )
+        with psycopg.connect(database) as other:  # a deletion that got to the second table first
+            other.execute("SET lock_timeout = '5s'")
+            other.execute(f"LOCK TABLE {second} IN ACCESS EXCLUSIVE MODE")
+            storage._builder._candidates = None  # look at every feature
+            failed: list[BaseException] = []
+
+            def due() -> None:
+                try:
+                    storage._builder._due()
+                except BaseException as exc:  # a deadlock victim
+                    failed.append(exc)
+
+            counting = threading.Thread(target=due)  # counts first, then waits on second
+            counting.start()
+            counting.join(0.5)
+            assert counting.is_alive()  # waiting for the second table
+            held = other.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = %s AND l.granted AND l.pid <> pg_backend_pid()",
+                (first,),
+            ).fetchone()
+            assert held is not None and held[0] == 0  # the first table was let go of once counted
+            other.execute(f"LOCK TABLE {first} IN ACCESS EXCLUSIVE MODE")  # not held by the builder
+            other.rollback()
+        counting.join(10)
+        assert not counting.is_alive() and failed == []
+    finally:
+        storage.close()
+
+
+def test_a_transaction_lost_to_a_deadlock_is_a_retryable_503_not_an_outage(database: str) -> None:
+    from siftline.errors import StorageUnavailableError
+
+    storage = PostgresStorage(database, pool_size=2)
+    try:
+        try:
+            with storage.db.write() as conn:  # what PostgreSQL raises in the victim of a deadlock
+                conn.execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'cycle' USING ERRCODE = 'deadlock_detected'; END $$"
+                )
+        except StorageUnavailableError as exc:
+            assert "concurrent change" in exc.message and "retry" in exc.message
+        else:
+            raise AssertionError("no error")
+        assert storage.db._unavailable_since is None  # the database was never away
+    finally:
+        storage.close()

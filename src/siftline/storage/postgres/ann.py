@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from siftline.storage.postgres.db import Database
 
 log = logging.getLogger("siftline.postgres.ann")
@@ -158,7 +160,10 @@ class Builder:
         without a valid index: (seq, dimension, metric)."""
         with self._guard:
             candidates, self._candidates = self._candidates, set()
-        with self.db.read() as conn:
+        # Each statement on its own (autocommit): a count's lock on a feature's table is released at once.
+        # Held to the end of one transaction over many tables, it deadlocked with a collection's deletion
+        # dropping them (the CI server log of 2026-12-02).
+        with self.db.session() as conn:
             rows = conn.execute(
                 "SELECT f.seq, f.name, c.config, c.collection_id FROM features f JOIN collections c USING (collection_id) "
                 "WHERE f.kind = 'dense' AND (%s::bigint[] IS NULL OR f.seq = ANY(%s::bigint[])) ORDER BY f.seq",
@@ -171,10 +176,9 @@ class Builder:
                 )
                 if not (feature and feature.get("dimension")) or index_state(conn, seq) == "valid":
                     continue
-                try:
-                    with conn.transaction():  # a savepoint: the collection may be deleted meanwhile
-                        count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
-                except Exception:
+                try:  # the collection may be deleted meanwhile
+                    count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
+                except psycopg.Error:
                     continue
                 if count >= self.config.threshold and self._quiet(int(seq), collection_id):
                     due.append((int(seq), int(feature["dimension"]), feature.get("metric")))

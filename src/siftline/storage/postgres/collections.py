@@ -41,12 +41,13 @@ def _clash(conn: Any, collection: Collection) -> bool:
 
 
 def dense_seqs(conn: Any, where: str, *params: Any) -> list[int]:
-    """The dense features of the collections ``where`` selects."""
+    """The dense features of the collections ``where`` selects, in ascending order (every transaction
+    that locks several features' tables takes them in this order, so none waits on another in a cycle)."""
     return [
         r[0]
         for r in conn.execute(
             f"SELECT f.seq FROM features f JOIN collections c USING (collection_id) WHERE f.kind = 'dense' "
-            f"AND c.{where}",
+            f"AND c.{where} ORDER BY f.seq",
             params,
         )
     ]

@@ -248,6 +248,15 @@ class Database:
             self._recover()
         try:
             yield
+        except (  # lost to a concurrent transaction: the database is fine
+            psycopg.errors.TransactionRollback,
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.SerializationFailure,
+        ) as exc:
+            raise StorageUnavailableError(
+                f"The database {what} conflicted with a concurrent change ({type(exc).__name__}) and was "
+                "rolled back: nothing was changed; retry the request."
+            ) from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:
             with self._pool_lock:
                 if self._unavailable_since is None:
