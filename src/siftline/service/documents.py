@@ -28,7 +28,9 @@ from siftline.storage.base import Storage
 
 BM25_VERSION = "siftline-bm25-porter-1"  # siftline.storage.text: analysis and formula
 RESERVED_IDS = ("count",)  # GET …/documents/count is a route, so no document may be called that
-FLOAT32_MAX = 3.4028234e38
+# The largest vector component accepted: squares of 4096 such components still add up within float32 range,
+# so norms, dot products and distances never overflow to ±Infinity (as components near 3.4e38 did).
+VECTOR_COMPONENT_MAX = 1e15
 RESERVED = ("document_id", "collection_id", "vectors", "_internal")
 _DOC_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -65,7 +67,7 @@ def _vector(collection: Collection, key: str, value: Any, loc: list[str | int]) 
     if vector is None:
         raise ValidationError.at(
             [*loc, key],
-            "a vector is a list of finite numbers within float32 range (|x| ≤ 3.4e38), or a base64 string "
+            f"a vector is a list of finite numbers with |x| ≤ {VECTOR_COMPONENT_MAX:.0e}, or a base64 string "
             "of little-endian float32 bytes",
         )
     if vector.shape[0] != feature.dimension:
@@ -105,12 +107,17 @@ def _decode_vector(value: Any) -> np.ndarray | None:
             wide = np.asarray(value, dtype=np.float64)
         except OverflowError:  # an integer too large for a double
             return None
-        if not np.all(np.abs(wide) <= FLOAT32_MAX):  # also false for NaN and ±inf
+        if not np.all(np.abs(wide) <= VECTOR_COMPONENT_MAX):  # also false for NaN and ±inf
             return None
         vector = wide.astype(np.float32)
     else:
         return None
-    return vector if np.isfinite(vector).all() else None
+    return vector if _in_range(vector) else None
+
+
+def _in_range(vectors: np.ndarray) -> bool:
+    """Every component finite and within ±VECTOR_COMPONENT_MAX."""
+    return bool(np.all(np.abs(vectors) <= VECTOR_COMPONENT_MAX))  # false for NaN and ±inf too
 
 
 def _predecode(collection: Collection, docs: list[Any]) -> dict[str, np.ndarray]:
@@ -144,7 +151,7 @@ def _predecode(collection: Collection, docs: list[Any]) -> dict[str, np.ndarray]
                 )
         except (binascii.Error, ValueError):
             continue
-        if np.isfinite(matrix).all():
+        if _in_range(matrix):
             out[key] = matrix
     return out
 

@@ -16,6 +16,7 @@ from siftline.errors import BadRequestError, ValidationError
 from siftline.pipeline.candidates import Candidate, rank_key
 
 MAX_PAGE = 500
+MAX_PAGE_NUMBER = 1_000_000
 DEFAULT_PAGE = 10
 
 
@@ -47,8 +48,10 @@ def parse_page(body: dict[str, Any]) -> PageRequest:
     loc: list[str | int] = ["body", "pagination"]
     if method == "offset":
         number = raw.get("page_number", 1)
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise ValidationError.at([*loc, "page_number"], "page_number is an integer ≥ 1")
+        if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PAGE_NUMBER:
+            raise ValidationError.at(
+                [*loc, "page_number"], f"page_number is an integer from 1 to {MAX_PAGE_NUMBER:,}"
+            )
         return PageRequest("offset", _size(raw.get("page_size"), [*loc, "page_size"]), page_number=number)
     if method == "cursor":
         cursor = raw.get("cursor")

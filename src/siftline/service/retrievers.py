@@ -64,15 +64,20 @@ def validate_input_schema(schema: Any) -> dict[str, dict[str, Any]]:
     return {name: {"type": "string", **spec} for name, spec in schema.items()}
 
 
+BUDGET_CEILINGS = {"max_credits": 1_000_000_000_000, "max_time_ms": 86_400_000}  # a day at most
+
+
 def validate_budget(budget: Any, loc: list[str | int]) -> dict[str, Any]:
     if budget is None:
         return {}
     if not isinstance(budget, dict) or set(budget) - {"max_credits", "max_time_ms"}:
         raise ValidationError.at(loc, "budget_limits is {max_credits, max_time_ms}")
-    for key in ("max_credits", "max_time_ms"):
+    for key, ceiling in BUDGET_CEILINGS.items():
         value = budget.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ValidationError.at([*loc, key], f"{key} is a number ≥ 0")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= ceiling
+        ):  # also refuses NaN and ±Infinity
+            raise ValidationError.at([*loc, key], f"{key} is a number from 0 to {ceiling:,}")
     return {k: v for k, v in budget.items() if v is not None}
 
 

@@ -9,7 +9,14 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from siftline.api.deps import CollectionDep, NamespaceDep, ServicesDep
-from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
+from siftline.api.schemas.common import (
+    ERROR_RESPONSES,
+    MAX_OFFSET,
+    OFFSET_HELP,
+    DeleteResponse,
+    ListBody,
+    paginate,
+)
 from siftline.api.schemas.resources import (
     CollectionCreate,
     CollectionList,
@@ -67,7 +74,7 @@ def list_collections(
     ns: NamespaceDep,
     body: ListBody | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
 ) -> CollectionList:
     body = body or ListBody()
     limit = body.limit or body.page_size or limit

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Query, Request
 
 from siftline.api.bodies import NDJSON, is_ndjson, json_body, write_ndjson
 from siftline.api.deps import CollectionDep, ServicesDep
-from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, paginate
+from siftline.api.schemas.common import ERROR_RESPONSES, MAX_OFFSET, OFFSET_HELP, DeleteResponse, paginate
 from siftline.api.schemas.resources import BatchCreateOut, DocumentCountOut, DocumentListBody, DocumentListOut
 
 router = APIRouter(
@@ -102,7 +102,7 @@ def list_documents(
     col: CollectionDep,
     body: DocumentListBody | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
     cursor: str | None = None,
     include_total: bool = False,
 ) -> DocumentListOut:

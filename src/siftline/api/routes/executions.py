@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from siftline.api.deps import NamespaceDep, ServicesDep
 from siftline.api.routes.retrievers import execution_response
-from siftline.api.schemas.common import ERROR_RESPONSES
+from siftline.api.schemas.common import ERROR_RESPONSES, MAX_OFFSET, OFFSET_HELP
 from siftline.errors import ValidationError
 from siftline.models import Namespace
 from siftline.service import compare, executions, retrievers
@@ -31,10 +31,15 @@ def _retriever_id(svc: Services, ns: Namespace, identifier: str) -> str:
 
 def _page(body: dict[str, Any], limit: int, offset: int) -> tuple[int, int]:
     """Body values win over the query parameters."""
-    size = next((body[k] for k in ("limit", "page_size") if body.get(k) is not None), limit)
+    named = next((k for k in ("limit", "page_size") if body.get(k) is not None), None)
+    size = body[named] if named else limit
     start = body.get("offset") if body.get("offset") is not None else offset
-    if type(size) is not int or not 1 <= size <= 1000 or type(start) is not int or start < 0:
-        raise ValidationError.at(["body", "limit"], "limit is 1-1000 and offset ≥ 0")
+    if type(size) is not int or not 1 <= size <= 1000:
+        raise ValidationError.at(
+            ["body", named or "limit"], f"{named or 'limit'} is an integer from 1 to 1000"
+        )
+    if type(start) is not int or not 0 <= start <= MAX_OFFSET:
+        raise ValidationError.at(["body", "offset"], f"offset is an integer from 0 to {MAX_OFFSET:,}")
     return size, start
 
 
@@ -67,7 +72,7 @@ def list_adhoc_executions(
     ns: NamespaceDep,
     body: ListBody = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
 ) -> dict[str, Any]:
     body = body or {}
     results, page = _list(svc, ns, body, limit, offset, mode="adhoc")
@@ -116,7 +121,7 @@ def list_executions(
     ns: NamespaceDep,
     body: ListBody = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
 ) -> dict[str, Any]:
     rid = _retriever_id(svc, ns, retriever_id)
     results, page = _list(svc, ns, body or {}, limit, offset, retriever_id=rid)

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from siftline.api.deps import KeyDep, ServicesDep
-from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
+from siftline.api.schemas.common import (
+    ERROR_RESPONSES,
+    MAX_OFFSET,
+    OFFSET_HELP,
+    DeleteResponse,
+    ListBody,
+    paginate,
+)
 from siftline.api.schemas.resources import NamespaceCreate, NamespaceList, NamespaceOut, NamespaceUpdate
 from siftline.models import Namespace
 from siftline.service import keys, namespaces
@@ -40,7 +47,7 @@ def list_namespaces(
     key: KeyDep,
     body: ListBody | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
 ) -> NamespaceList:
     body = body or ListBody()
     limit = body.limit or body.page_size or limit

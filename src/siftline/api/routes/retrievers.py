@@ -8,7 +8,14 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from siftline.api.deps import NamespaceDep, ServicesDep
-from siftline.api.schemas.common import ERROR_RESPONSES, DeleteResponse, ListBody, paginate
+from siftline.api.schemas.common import (
+    ERROR_RESPONSES,
+    MAX_OFFSET,
+    OFFSET_HELP,
+    DeleteResponse,
+    ListBody,
+    paginate,
+)
 from siftline.api.schemas.retrievers import (
     AdhocExecuteBody,
     ExecuteBody,
@@ -113,7 +120,7 @@ def list_retrievers(
     ns: NamespaceDep,
     body: ListBody | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description=OFFSET_HELP)] = 0,
 ) -> dict[str, Any]:
     body = body or ListBody()
     limit = body.limit or body.page_size or limit

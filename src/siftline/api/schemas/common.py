@@ -32,6 +32,12 @@ class Pagination(BaseModel):
     has_next: bool = False
 
 
+# The largest offset a list accepts: past it no store holds anything, and numbers beyond 64 bits never
+# reach storage (SQLite's INTEGER is 64-bit).
+MAX_OFFSET = 1_000_000_000
+OFFSET_HELP = f"Items to skip, 0 to {MAX_OFFSET:,}."
+
+
 class ListBody(BaseModel):
     """Body of the POST …/list routes. Body values win over the query parameters."""
 
@@ -39,7 +45,7 @@ class ListBody(BaseModel):
 
     limit: int | None = Field(None, ge=1, le=1000)
     page_size: int | None = Field(None, ge=1, le=1000, description="Alias of limit.")
-    offset: int | None = Field(None, ge=0)
+    offset: int | None = Field(None, ge=0, le=MAX_OFFSET, description=OFFSET_HELP)
     cursor: str | None = None
     include_total: bool | None = None
 

@@ -59,7 +59,7 @@ class VectorConfigIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    dimension: int = Field(strict=True, description="Number of components, 1 to 4096.")
+    dimension: int = Field(strict=True, ge=1, le=4096, description="Number of components, 1 to 4096.")
     metric: Literal["cosine", "dot_product", "euclidean"] = "cosine"
 
 

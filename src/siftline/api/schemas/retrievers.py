@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from siftline.service.pagination import MAX_PAGE
+
 _STAGE_EXAMPLE = {
     "stage_name": "search",
     "stage_type": "filter",
@@ -80,8 +82,8 @@ class ExecuteBody(BaseModel):
         description="{method: offset, page_size, page_number} | {method: cursor, limit, cursor} | "
         "{method: keyset, limit, after}",
     )
-    limit: int | None = None
-    page_size: int | None = None
+    limit: int | None = Field(None, ge=1, le=MAX_PAGE, description=f"Documents per page, 1 to {MAX_PAGE}.")
+    page_size: int | None = Field(None, ge=1, le=MAX_PAGE, description="Alias of limit.")
     stream: bool = False
     skip_cache: bool = Field(
         False,

@@ -33,7 +33,8 @@ class StageParams(BaseModel):
     they are accepted, listed in the JSON schema as ignored, and dropped before validation.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and ±Infinity are never a parameter (JSON has no such numbers; Python's parser accepts them)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     SDK_IGNORED: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")

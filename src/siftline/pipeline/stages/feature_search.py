@@ -35,6 +35,8 @@ from siftline.pipeline.stages.group_by import GroupBy, GroupByParams, group_key
 
 Key = tuple[str, str]  # (collection_id, document_id)
 MAX_TOP_K = 5000  # per search and after fusion; larger requests are clamped and reported in `limits`
+VECTOR_COMPONENT_MAX = 1e15  # as for stored vectors (service/documents.py): no norm or score overflows
+MAX_REQUESTED = 1_000_000  # larger still is a 422: a bound on what a request may ask
 
 
 class DocumentRef(StageParams):
@@ -51,6 +53,13 @@ class SearchQuery(StageParams):
     vector: list[float] | None = None
     document_ref: DocumentRef | None = None
     embedding_task: str | None = Field(None, description="Accepted for compatibility; MiniLM has no tasks.")
+
+    @field_validator("value", "vector")
+    @classmethod
+    def _components(cls, value: Any) -> Any:
+        if isinstance(value, list) and not all(abs(x) <= VECTOR_COMPONENT_MAX for x in value):
+            raise ValueError(f"a query vector's components are numbers with |x| ≤ {VECTOR_COMPONENT_MAX:.0e}")
+        return value
 
     @model_validator(mode="after")
     def _shape(self) -> SearchQuery:
@@ -75,10 +84,17 @@ class SearchConfig(StageParams):
     )
     query: SearchQuery
     top_k: int = Field(
-        100, ge=1, description=f"Hits kept from this search (at most {MAX_TOP_K}; more is clamped)."
+        100,
+        ge=1,
+        le=MAX_REQUESTED,
+        description=f"Hits kept from this search (at most {MAX_TOP_K}; more, up to {MAX_REQUESTED:,}, is clamped).",
     )
-    min_score: float | None = Field(None, description="Hits scoring below are dropped.")
-    weight: float = Field(1.0, ge=0.0, description="Weight in weighted/rrf/dbsf/max fusion.")
+    min_score: float | None = Field(
+        None, ge=-1e30, le=1e30, description="Hits scoring below are dropped (a finite number)."
+    )
+    weight: float = Field(
+        1.0, ge=0.0, le=1e6, description="Weight in weighted/rrf/dbsf/max fusion, 0 to 1,000,000."
+    )
     lexical: bool = Field(
         False, description="Search the BM25 feature of the same extractor with the query text."
     )
@@ -127,14 +143,17 @@ class FeatureSearchParams(StageParams):
     )
     searches: list[SearchConfig] = Field(default_factory=list, max_length=10)
     final_top_k: int = Field(
-        25, ge=1, description=f"Documents kept after fusion (at most {MAX_TOP_K}; more is clamped)."
+        25,
+        ge=1,
+        le=MAX_REQUESTED,
+        description=f"Documents kept after fusion (at most {MAX_TOP_K}; more, up to {MAX_REQUESTED:,}, is clamped).",
     )
     fusion: Literal["rrf", "weighted", "dbsf", "max", "learned"] = "rrf"
     learning_config: LearningConfig | None = Field(
         None,
         description="With fusion 'learned': how weights are learned from interactions (see docs/LEARNED_FUSION.md).",
     )
-    rrf_k: int = Field(60, ge=1, description="The k of reciprocal rank fusion.")
+    rrf_k: int = Field(60, ge=1, le=1_000_000, description="The k of reciprocal rank fusion, 1 to 1,000,000.")
     collection_identifiers: list[str] | None = None
     facets: list[FacetConfig] | None = None
     group_by: SearchGroupBy | None = None
