@@ -7,7 +7,7 @@ DATA_DIR ?= ./siftline-data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve serve-postgres test lint typecheck check bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact bench-ui ui-screenshots clean
+.PHONY: setup serve serve-postgres test lint typecheck check fuzz bench-embed bench-ingest bench-load bench-load-beir bench-records bench-quality bench-scale bench-ann bench-cache bench-learned bench-peers bench-bm25 bench-scifact bench-ui ui-screenshots clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=/path/to/python3.11)"; exit 1; }
@@ -38,6 +38,9 @@ typecheck: setup
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+fuzz: setup ## Fuzz every operation of the API (schemathesis, 200 examples each) over seeded resources
+	SIFTLINE_FUZZ_EXAMPLES=$${SIFTLINE_FUZZ_EXAMPLES:-200} $(BIN)/python -m pytest tests/fuzz -s -o addopts="-q"
 
 bench-embed: setup ## Query-embedding latency of the built-in model
 	$(BIN)/python benchmarks/embed_latency.py

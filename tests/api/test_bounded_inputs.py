@@ -28,7 +28,9 @@ def stage_with(**params: Any) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def seeded(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     from helpers import served, settings_for
 
     settings = settings_for(tmp_path_factory.mktemp("bounded") / "data")
@@ -37,7 +39,9 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[
         assert client.post("/v1/collections", json=body).status_code == 200
         docs = [{"document_id": f"d{i}", "vectors": {"v": [1, i]}} for i in range(3)]
         assert client.post("/v1/collections/c/documents/batch", json={"documents": docs}).status_code == 200
-        rid = client.post(R, json={"retriever_name": "r", "collection_identifiers": ["c"], "stages": SEARCH_LIST}).json()["retriever_id"]
+        rid = client.post(
+            R, json={"retriever_name": "r", "collection_identifiers": ["c"], "stages": SEARCH_LIST}
+        ).json()["retriever_id"]
         run = client.post(f"{R}/{rid}/execute", json={}).json()
         ids = {"collection_identifier": "c", "retriever_id": rid, "execution_id": run["execution_id"],
                "document_id": "d0", "namespace_identifier": "default", "first": run["documents"][0]["document_id"]}  # fmt: skip
@@ -165,14 +169,22 @@ def _template(value: Any, ids: dict[str, str]) -> Any:
 def _named(response: Any, field: str) -> bool:
     error = response.json()["error"]
     errors = (error.get("details") or {}).get("errors") or []
-    return any(field in [str(p) for p in e.get("loc", [])] for e in errors) or f"'{field}'" in error["message"] or field in error["message"]
+    return (
+        any(field in [str(p) for p in e.get("loc", [])] for e in errors)
+        or f"'{field}'" in error["message"]
+        or field in error["message"]
+    )
 
 
-def _send(client: TestClient, method: str, route: str, where: str, path: list[str], value: Any, base: Any = None) -> Any:
+def _send(
+    client: TestClient, method: str, route: str, where: str, path: list[str], value: Any, base: Any = None
+) -> Any:
     if where == "query":
         return client.request(method, route, params={path[0]: str(value)}, json=base)
     body = _set(base if base is not None else {}, path, value)
-    return client.request(method, route, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    return client.request(
+        method, route, content=json.dumps(body), headers={"Content-Type": "application/json"}
+    )
 
 
 BASES: dict[tuple[str, str], Any] = {  # an otherwise valid body for declared fields that need one
@@ -202,20 +214,26 @@ def test_every_declared_number_is_bounded(seeded: tuple[TestClient, dict[str, st
             continue
         field = [p for p in path if not p.isdigit()][-1]
         for value in BAD:
-            outside = not _inside(value, schema["minimum"], schema["maximum"], schema.get("type") == "integer")
-            response = _send(client, method, _fill(route, ids), where, path, value, BASES.get((method, route)))
+            outside = not _inside(
+                value, schema["minimum"], schema["maximum"], schema.get("type") == "integer"
+            )
+            response = _send(
+                client, method, _fill(route, ids), where, path, value, BASES.get((method, route))
+            )
             problem = _check(response, field, outside)
             if problem:
                 failures.append(f"{name}={value!r}: {problem}")
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("method,route,base,path", LOOSE, ids=[f"{m} {r} {'.'.join(p)}" for m, r, _, p in LOOSE])
+@pytest.mark.parametrize(
+    "method,route,base,path", LOOSE, ids=[f"{m} {r} {'.'.join(p)}" for m, r, _, p in LOOSE]
+)
 def test_every_number_inside_loose_bodies_is_bounded(
     seeded: tuple[TestClient, dict[str, str]], method: str, route: str, base: dict[str, Any], path: list[str]
 ) -> None:
     client, ids = seeded
-    failures = []
+    failures: list[str] = []
     field = [p for p in path if not p.isdigit()][-1]
     lo, hi, integer = RANGES[field]
     for value in BAD:

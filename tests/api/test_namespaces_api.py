@@ -176,3 +176,15 @@ def test_unknown_namespace_is_404_naming_it(client: TestClient, method: str) -> 
     response = client.request(method, f"{NS}/nowhere", json={} if method == "PATCH" else None)
     error = assert_error(response, 404, "NotFoundError")
     assert "nowhere" in error["message"]
+
+
+def test_the_default_namespace_cannot_be_renamed_and_null_metadata_clears(client: TestClient) -> None:
+    """Found by the fuzz suite: a rename of 'default' sent every request without X-Namespace to a 404,
+    and metadata: null was stored as null and made every later read of the namespace a 500."""
+    renamed = client.patch("/v1/namespaces/default", json={"namespace_name": "elsewhere"})
+    assert renamed.status_code == 400 and "cannot be renamed" in renamed.json()["error"]["message"]
+    assert client.get("/v1/namespaces/default").status_code == 200
+    assert client.patch("/v1/namespaces/default", json={"namespace_name": "default"}).status_code == 200
+    cleared = client.patch("/v1/namespaces/default", json={"metadata": None})
+    assert cleared.status_code == 200 and cleared.json()["metadata"] == {}
+    assert client.get("/v1/namespaces/default").json()["metadata"] == {}

@@ -61,9 +61,16 @@ def get(storage: Storage, key: ApiKey, id_or_name: str) -> Namespace:
 def update(storage: Storage, namespace: Namespace, changes: dict[str, Any]) -> Namespace:
     if "namespace_name" in changes and changes["namespace_name"] is not None:
         validate_name(changes["namespace_name"], ["body", "namespace_name"])
+        if namespace.namespace_name == DEFAULT_NAMESPACE and changes["namespace_name"] != DEFAULT_NAMESPACE:
+            raise BadRequestError(
+                "The 'default' namespace is where requests without X-Namespace go and cannot be renamed; "
+                "create a namespace with the name you want instead."
+            )
     fields = {k: v for k, v in changes.items() if k in {"namespace_name", "description", "metadata"}}
     if fields.get("namespace_name") is None:
         fields.pop("namespace_name", None)
+    if "metadata" in fields and fields["metadata"] is None:  # null clears it (found by the fuzz suite)
+        fields["metadata"] = {}
     updated = replace(namespace, **fields, updated_at=utcnow())
     storage.update_namespace(updated)
     return updated

@@ -40,6 +40,27 @@ ReturnVectorsQuery = Annotated[
     bool, Query(description="Same as the body's return_vectors (either turns it on).")
 ]
 
+STREAM_EVENTS = ("stage_start", "stage_complete", "stage_error", "execution_complete", "execution_error")
+EXECUTE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The execution (JSON); with `stream: true`, Server-Sent Events: stage_start, "
+        "stage_complete, stage_error per stage, then execution_complete or execution_error",
+        "content": {
+            "application/json": {},
+            "text/event-stream": {  # one event: its kind and its JSON data
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "event": {"type": "string", "enum": list(STREAM_EVENTS)},
+                        "data": {"type": "string", "description": "The event's JSON."},
+                    },
+                    "required": ["event", "data"],
+                }
+            },
+        },
+    },
+    304: {"description": "If-None-Match named this result's ETag"},
+}
 router = APIRouter(prefix="/v1/retrievers", tags=["retrievers"], responses=ERROR_RESPONSES)
 
 
@@ -91,7 +112,7 @@ def list_stages(_: NamespaceDep) -> list[dict[str, Any]]:
 @router.post(
     "/execute",
     summary="Execute stages ad hoc, without a stored retriever",
-    responses={304: {"description": "If-None-Match named this result's ETag"}},
+    responses=EXECUTE_RESPONSES,
 )
 def execute_adhoc(
     body: AdhocExecuteBody,
@@ -198,7 +219,7 @@ def explain_retriever(
 @router.post(
     "/{retriever_id}/execute",
     summary="Execute a stored retriever",
-    responses={304: {"description": "If-None-Match named this result's ETag"}},
+    responses=EXECUTE_RESPONSES,
 )
 def execute_retriever(
     retriever_id: str,
