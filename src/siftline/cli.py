@@ -1,4 +1,4 @@
-"""The ``siftline`` command: serve, keys, load, eval."""
+"""The ``siftline`` command: serve, keys, load, eval, backup, verify, restore."""
 
 from __future__ import annotations
 
@@ -8,14 +8,20 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from siftline.config import Settings, load_settings
 from siftline.errors import ConfigError, SiftlineError
+
+if TYPE_CHECKING:
+    from siftline.models import Rate
+    from siftline.storage.base import Verification
 
 app = typer.Typer(
     help="Siftline: a self-hosted retrieval engine.", no_args_is_help=True, add_completion=False
@@ -124,35 +130,86 @@ def keys_create(
             "--namespace", help="Limit the key to this namespace (repeatable; created when missing)."
         ),
     ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="The key's rate limit: requests per second, minute or hour (10/s, 600/m, 1000/h), or "
+            "'unlimited' (exempt from SIFTLINE_RATE_LIMIT). Default: the server's SIFTLINE_RATE_LIMIT, if set.",
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            "--burst", min=1, help="Requests the key may make at once under --rate (default: its number)."
+        ),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires",
+            help="When the key stops working: a time (2027-01-31T00:00:00Z; UTC unless an offset is given) "
+            "or a duration from now (30d, 12h, 90m, 2w). Default: never.",
+        ),
+    ] = None,
 ) -> None:
-    """Create an API key. It is printed once, alone on the last line; only its hash is stored."""
+    """Create an API key. It is printed once, alone on the last line; only its hash is stored.
+
+    Over its rate limit a request gets 429 with Retry-After (seconds); each server keeps its own buckets.
+
+    After --expires, requests with the key get 401 saying it expired, and its /ui sessions end.
+    """
+    from siftline.models import Rate
     from siftline.service import keys, namespaces
 
+    try:
+        if burst is not None and rate is None:
+            raise ValueError("--burst needs --rate (e.g. --rate 10/s --burst 20)")
+        limit = Rate.parse(rate, burst) if rate is not None else None
+        expires_at = keys.parse_expiry(expires) if expires is not None else None
+    except (ValueError, SiftlineError) as exc:
+        console.print(f"[red]{getattr(exc, 'message', exc)}[/red]")
+        raise typer.Exit(2) from exc
     svc = _services(data_dir)
     try:
         ids = None
         if namespace:
             ids = [namespaces.ensure_namespace(svc.storage, ns).namespace_id for ns in namespace]
-        key, secret = keys.create_key(svc.storage, name, ids)
+        key, secret = keys.create_key(svc.storage, name, ids, expires_at=expires_at, rate=limit)
     finally:
         svc.close()
     limits = ", ".join(namespace) if namespace else "all namespaces"
     typer.echo(
-        f"Created API key {key.key_id} ({key.name}) for {limits}. Store it now: it is not shown again."
+        f"Created API key {key.key_id} ({key.name}) for {limits}, {_rate_text(key.rate)}, "
+        f"{_expiry_text(key.expires_at)}. Store it now: it is not shown again."
     )
     typer.echo(secret)
 
 
+def _rate_text(rate: Rate | None) -> str:
+    return "rate: server default" if rate is None else f"rate: {rate.describe()}"
+
+
+def _expiry_text(expires_at: datetime | None) -> str:
+    from siftline.service.keys import when
+
+    return "never expires" if expires_at is None else f"expires {when(expires_at)}"
+
+
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
-    """List keys (never the secrets)."""
+    """List keys (never the secrets): id, prefix, name, namespaces, state, created, rate limit, expiry."""
+    from siftline.models import utcnow
+
     svc = _services(data_dir)
     try:
+        now = utcnow()
         for key in svc.storage.list_keys():
-            state = "revoked" if key.revoked_at else "active"
+            state = "revoked" if key.revoked_at else "expired" if key.expired(now) else "active"
             scope = ",".join(key.namespaces) if key.namespaces is not None else "*"
             typer.echo(
                 f"{key.key_id}\t{key.prefix}…\t{key.name}\t{scope}\t{state}\t{key.created_at.isoformat()}"
+                f"\t{_rate_text(key.rate)}\t{_expiry_text(key.expires_at)}"
             )
     finally:
         svc.close()
@@ -329,6 +386,129 @@ def eval_run(
             + ", ".join(f"{key} {value:.4f}" for key, value in test.items())
         )
     typer.echo(json.dumps({found.retriever_name: run.evaluation_id for found, run in runs}))
+
+
+@contextlib.contextmanager
+def _steps() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress callback ``(step, done, total)`` drawing one Rich bar per step (total 0: a pulse)."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bars:
+        tasks: dict[str, Any] = {}
+
+        def advance(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = bars.add_task(step, total=total or None)
+            bars.update(tasks[step], completed=done, total=total or None)
+
+        yield advance
+
+
+def _report(check: Verification) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{'Backup' if check.backup else 'Data directory'} {check.path}")
+    for name in ("collection", "namespace", "documents", "features"):
+        table.add_column(name, justify="right" if name == "documents" else "left")
+    for col in check.counts.get("collections", []):
+        features = [
+            f"{f['name']}: {f['documents']} docs, {f['postings']} postings"
+            if f["kind"] == "bm25"
+            else f"{f['name']}: {f['vectors']} vectors"
+            for f in col["features"]
+        ]
+        namespace = col.get("namespace_name") or col["namespace_id"]
+        table.add_row(col["collection_name"], namespace, str(col["documents"]), "; ".join(features))
+    if check.counts:
+        console.print(table)
+    for style, lines in (("dim", check.notes), ("yellow", check.warnings), ("red", check.errors)):
+        for line in lines:
+            console.print(line, style=style, markup=False, highlight=False)
+    console.print("[green]OK[/green]" if check.ok else f"[red]FAILED: {len(check.errors)} problem(s)[/red]")
+
+
+def _backup_failed(exc: SiftlineError, settings: Settings) -> typer.Exit:
+    console.print(exc.message, style="red", markup=False, highlight=False)
+    return typer.Exit(2 if settings.storage == "postgres" else 1)
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new or empty directory to hold the backup.")],
+    data_dir: DataDir = None,
+    check: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Verify the backup once written.")
+    ] = True,
+) -> None:
+    """Back up the data directory into DEST while a server keeps serving and writing it: the database as of
+    one moment (SQLite's online backup), the vector index files that match it, and a manifest."""
+    from siftline.service import backup as backups
+
+    settings = _settings(data_dir=data_dir)
+    try:
+        with _steps() as progress:
+            done = backups.backup(settings, dest, progress, check)
+    except SiftlineError as exc:
+        raise _backup_failed(exc, settings) from exc
+    if done.verification is not None:
+        _report(done.verification)
+    m = done.manifest
+    left_out = sum(1 for state in m["indexes"].values() if state != "copied")
+    console.print(
+        f"Backed up {m['source']} to {dest} in {m['seconds']['total']:.1f} s: "
+        f"{sum(f['bytes'] for f in m['files']):,} bytes in {len(m['files'])} files; "
+        f"{len(m['indexes']) - left_out} vector index(es) copied, {left_out} left out (rebuilt at first use)."
+    )
+    typer.echo(json.dumps({"backup": str(dest), "created_at": m["created_at"], "seconds": m["seconds"],
+                           "bytes": sum(f["bytes"] for f in m["files"]), "totals": m["census"]["totals"]}))  # fmt: skip
+
+
+@app.command()
+def verify(
+    path: Annotated[
+        Path | None, typer.Argument(help="A backup or a data directory (default: the data directory).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Check a backup (against its manifest) or a data directory (also while served): SQLite's integrity
+    check, the schema, counts per collection, and the vector index files against the database."""
+    from siftline.service import backup as backups
+
+    target = path or _settings(data_dir=data_dir).data_dir
+    with _steps() as progress:
+        check = backups.verify(target, progress)
+    _report(check)
+    typer.echo(json.dumps({"path": str(target), "ok": check.ok, "errors": check.errors}))
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def restore(
+    src: Annotated[Path, typer.Argument(help="A backup made by `siftline backup`.")],
+    data_dir: DataDir = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the database and index files of a data directory in use.")
+    ] = False,
+) -> None:
+    """Restore a backup as the data directory (after verifying it). A data directory that holds anything is
+    replaced only with --force, and never while a server has it open."""
+    from siftline.service import backup as backups
+
+    settings = _settings(data_dir=data_dir)
+    try:
+        with _steps() as progress:
+            checked, done = backups.restore(settings, src, force=force, progress=progress)
+    except SiftlineError as exc:
+        raise _backup_failed(exc, settings) from exc
+    console.print(
+        f"Restored {src} (taken {done['manifest']['created_at']}) into {settings.data_dir}: "
+        f"{done['bytes']:,} bytes in {done['files']} files. Start the server on it: "
+        "vector indexes left out of the backup are rebuilt from the database at first use."
+    )
+    typer.echo(json.dumps({"restored": str(src), "data_dir": str(settings.data_dir), "bytes": done["bytes"],
+                           "totals": checked.counts.get("totals", {})}))  # fmt: skip
 
 
 def main() -> None:

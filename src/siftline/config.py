@@ -7,10 +7,13 @@ the variable. Tests build ``Settings(...)`` directly and never touch the environ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from siftline.models import Rate
 
 
 class Settings(BaseSettings):
@@ -152,6 +155,27 @@ class Settings(BaseSettings):
         le=720,
         description="How long a sign-in to the execution inspector (/ui) lasts before the key is asked again.",
     )
+    rate_limit: str | None = Field(
+        None,
+        description="The rate limit of every API key without its own (`siftline keys create --rate`), per "
+        "server: requests per second, minute or hour, e.g. 20/s, 600/m, 1000/h; unset: no default limit.",
+    )
+    rate_burst: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a key may make at once under rate_limit (the token bucket's size); unset: the "
+        "number in rate_limit (20 for 20/s).",
+    )
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_shape(cls, value: str | None) -> str | None:
+        from siftline.models import UNLIMITED_WORDS, Rate
+
+        if value is None or not value.strip() or value.strip().lower() in UNLIMITED_WORDS:
+            return None
+        Rate.parse(value)  # raises ValueError with what is expected
+        return value.strip()
 
     @field_validator("log_level")
     @classmethod
@@ -175,6 +199,19 @@ class Settings(BaseSettings):
                 "SIFTLINE_STORAGE=postgres needs SIFTLINE_POSTGRES_URL (postgresql://user:password@host:5432/db)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _burst_needs_a_rate(self) -> Settings:
+        if self.rate_burst is not None and self.rate_limit is None:
+            raise ValueError("SIFTLINE_RATE_BURST needs SIFTLINE_RATE_LIMIT (e.g. 20/s)")
+        return self
+
+    @property
+    def default_rate(self) -> Rate | None:
+        """The parsed ``rate_limit`` with its burst, or None."""
+        from siftline.models import Rate
+
+        return Rate.parse(self.rate_limit, self.rate_burst) if self.rate_limit else None
 
     @property
     def database_path(self) -> Path:

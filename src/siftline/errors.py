@@ -15,6 +15,7 @@ class SiftlineError(Exception):
 
     status: int = 500
     type: str = "InternalServerError"
+    headers: dict[str, str] | None = None  # HTTP headers the response carries beside the envelope
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -79,8 +80,18 @@ class ValidationError(SiftlineError):
 
 
 class TooManyRequestsError(SiftlineError):
+    """429; ``retry_after`` (whole seconds, at least 1) becomes the ``Retry-After`` header."""
+
     status = 429
     type = "TooManyRequestsError"
+
+    def __init__(
+        self, message: str, details: dict[str, Any] | None = None, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, details)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(max(1, int(retry_after)))}
 
 
 class InternalServerError(SiftlineError):
@@ -101,3 +112,8 @@ class StorageUnavailableError(StorageError):
 
 class ConfigError(SiftlineError):
     """Bad settings: aborts start-up with a clear message (never reaches HTTP)."""
+
+
+class BackupError(SiftlineError):
+    """``siftline backup``, ``verify`` or ``restore`` refused or failed; the message says why and what to do
+    (never reaches HTTP)."""

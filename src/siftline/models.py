@@ -6,6 +6,8 @@ storage backend persists.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -68,6 +70,61 @@ class Namespace:
     updated_at: datetime
 
 
+_RATE = re.compile(r"(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hr|hour)s?", re.IGNORECASE)
+_PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600}
+UNLIMITED_WORDS = ("unlimited", "none", "off")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate limit as a token bucket: ``per_second`` requests' worth refilled each second, at most ``burst``
+    kept. ``Rate(0, 0)`` (:data:`UNLIMITED`) exempts a key from the server's default limit."""
+
+    per_second: float
+    burst: int
+
+    @property
+    def unlimited(self) -> bool:
+        return self.per_second <= 0
+
+    @classmethod
+    def parse(cls, text: str, burst: int | None = None) -> Rate:
+        """``10/s``, ``600/m``, ``1000/h`` (or ``unlimited``); ``burst`` defaults to the number written
+        (at least 1). Raises ValueError with what was expected."""
+        text = text.strip()
+        if text.lower() in UNLIMITED_WORDS:
+            if burst is not None:
+                raise ValueError("an unlimited rate takes no burst")
+            return UNLIMITED
+        found = _RATE.fullmatch(text)
+        if found is None:
+            raise ValueError(f"'{text}' is not a rate: write requests per period, e.g. 20/s, 600/m or 1000/h")
+        count = float(found.group(1))
+        if count <= 0:
+            raise ValueError(f"'{text}': the rate must be above 0 (revoke a key to stop it)")
+        if burst is not None and burst < 1:
+            raise ValueError(f"the burst must be at least 1 (got {burst})")
+        per_second = count / _PERIOD_SECONDS[found.group(2)[0].lower()]
+        return cls(per_second, burst if burst is not None else max(1, math.ceil(count)))
+
+    def __str__(self) -> str:
+        if self.unlimited:
+            return "unlimited"
+        per_unit = [(unit, self.per_second * seconds) for unit, seconds in (("s", 1), ("m", 60), ("h", 3600))]
+        for unit, count in per_unit:  # the first unit with a whole number: 600/m prints 10/s, 0.5/s 30/m
+            if count >= 1 and abs(count - round(count)) < 1e-6:
+                return f"{round(count)}/{unit}"
+        unit, count = next(((u, c) for u, c in per_unit if c >= 1), per_unit[-1])
+        return f"{round(count, 6):g}/{unit}"
+
+    def describe(self) -> str:
+        """``5/s (burst 5)``: the rate and its burst, for people."""
+        return str(self) if self.unlimited else f"{self} (burst {self.burst})"
+
+
+UNLIMITED = Rate(0.0, 0)
+
+
 @dataclass(frozen=True)
 class ApiKey:
     key_id: str
@@ -76,6 +133,11 @@ class ApiKey:
     namespaces: tuple[str, ...] | None  # namespace ids the key is limited to; None = unlimited
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None  # None: never
+    rate: Rate | None = None  # None: the server's default (SIFTLINE_RATE_LIMIT); UNLIMITED: none at all
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True)

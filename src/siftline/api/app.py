@@ -52,7 +52,7 @@ _BY_STATUS: dict[int, type[SiftlineError]] = {
 
 
 def _envelope(error: SiftlineError) -> JSONResponse:
-    return JSONResponse(error.envelope(), status_code=error.status)
+    return JSONResponse(error.envelope(), status_code=error.status, headers=error.headers)
 
 
 def _validation_errors(exc: RequestValidationError) -> ValidationError:

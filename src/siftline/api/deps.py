@@ -37,12 +37,27 @@ async def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
+_LIMITED = "siftline.rate_limited"  # set in the request's scope once its key's rate limit was applied
+
+
 async def api_key(
     request: Request,
     svc: ServicesDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> ApiKey:
-    return await _blocking(svc, keys.authenticate, svc.storage, request.headers.get("authorization"))
+    """The caller's key (401 when missing, unknown, revoked or expired), counted against its rate limit
+    (429 with Retry-After when over it): once per request, also when ``hot.py`` hands one to FastAPI. A key
+    refused moments ago is refused again before it is read: hammering costs no storage round trip."""
+    authorization = request.headers.get("authorization")
+    first = _LIMITED not in request.scope
+    request.scope[_LIMITED] = True
+    key_hash = keys.token_hash(authorization) if first else None
+    if key_hash is not None:
+        svc.limiter.check_refused(key_hash)
+    key = await _blocking(svc, keys.authenticate, svc.storage, authorization)
+    if first:
+        svc.limiter.check(key, key_hash)
+    return key
 
 
 KeyDep = Annotated[ApiKey, Depends(api_key)]

@@ -11,6 +11,8 @@ same route functions, so there is one implementation of what they do:
   namespace that resolve, query flags that parse, no streaming. Anything else — a missing key, bad JSON,
   a validation error, ``stream: true``, another content type — is handed to FastAPI with the body
   replayed, so every error keeps FastAPI's handling and envelope;
+- but a key over its rate limit is refused here (429 through the application's handler): hammering
+  costs no trip through FastAPI, and each request counts once (``deps.api_key`` marks the scope);
 - an error raised by the route function itself (after the execution started) goes through the
   application's own exception handlers.
 """
@@ -31,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from siftline.api import deps
 from siftline.api.routes import retrievers as routes
 from siftline.api.schemas.retrievers import AdhocExecuteBody, ExecuteBody
-from siftline.errors import SiftlineError
+from siftline.errors import SiftlineError, TooManyRequestsError
 
 _SAVED = re.compile(r"/v1/retrievers/([^/]+)/execute")
 # A run of 19+ digits that does not follow a digit or a decimal point: maybe an integer past 64 bits, which
@@ -103,6 +105,9 @@ class HotPaths:
         except _Declined:
             await self.app(scope, _replay(body, receive), send)
             return
+        except TooManyRequestsError as exc:  # the key is over its rate limit: refused here, at little cost
+            await (await _handled(scope, request, exc))(scope, receive, send)
+            return
         HotPaths.answered += 1
         try:
             response = await run_in_threadpool(call)
@@ -128,6 +133,8 @@ class HotPaths:
             ns = await deps.namespace(
                 svc, key, request.headers.get("x-namespace"), request.query_params.get("namespace")
             )
+        except TooManyRequestsError:
+            raise
         except SiftlineError as exc:
             raise _Declined from exc
         skip_cache, return_vectors = _flag(request, "skip_cache"), _flag(request, "return_vectors")

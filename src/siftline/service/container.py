@@ -10,6 +10,7 @@ from siftline.service import keys, namespaces
 from siftline.service.documents import DocumentService
 from siftline.service.evaluations import EvaluationWorker
 from siftline.service.execute import CacheSettings, Executor
+from siftline.service.limits import RateLimiter
 from siftline.service.maintenance import Maintenance
 from siftline.service.records import Recorder
 from siftline.service.telemetry import Telemetry
@@ -27,6 +28,7 @@ class Services:
     evaluations: EvaluationWorker
     maintenance: Maintenance
     telemetry: Telemetry
+    limiter: RateLimiter  # per-key rate limits, in this server's memory
 
     @classmethod
     def open(cls, settings: Settings, embedder: TextEmbedder | None = None) -> Services:
@@ -49,8 +51,17 @@ class Services:
         executor = Executor(storage, embedder, recorder, optimizer=settings.optimizer_enabled, caches=caches)
         maintenance = Maintenance(storage, recorder, settings.maintenance_interval_seconds)
         evaluation_worker = EvaluationWorker(storage, executor)
+        limiter = RateLimiter(settings.default_rate)
         return cls(
-            settings, storage, embedder, documents, executor, evaluation_worker, maintenance, telemetry
+            settings,
+            storage,
+            embedder,
+            documents,
+            executor,
+            evaluation_worker,
+            maintenance,
+            telemetry,
+            limiter,
         )
 
     def bootstrap(self, serving: bool = True) -> None:

@@ -6,9 +6,9 @@ seconds), a random nonce (so two sign-ins never share a value or a CSRF token), 
 the rest. The raw key is never in it. The HMAC secret is derived from the key's stored SHA-256 hash,
 which never leaves the server: every server over the same database checks any server's sessions with no
 shared secret to configure, and nobody without the key (or the database) can forge one. Each request
-reads the key by id (one indexed row): a revoked key ends its sessions at once, and a namespace the key
-may no longer use ends a session there. Signing out clears the cookie; a copy of the value taken before
-stays valid until it expires (``ui_session_hours``), as with any stateless session.
+reads the key by id (one indexed row): a revoked or expired key ends its sessions at once, and a namespace
+the key may no longer use ends a session there. Signing out clears the cookie; a copy of the value taken
+before stays valid until it expires (``ui_session_hours``), as with any stateless session.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from siftline.errors import ForbiddenError, UnauthorizedError
 from siftline.models import ApiKey, Namespace
 from siftline.service import keys, namespaces
+from siftline.service.limits import RateLimiter
 from siftline.storage.base import Storage
 
 VERSION = "v1"
@@ -61,16 +62,24 @@ def _issue(key: ApiKey, key_hash: str, namespace: Namespace, expires: int) -> Se
 
 
 def sign_in(
-    storage: Storage, secret: str, namespace: str | None, hours: float, now: float | None = None
+    storage: Storage,
+    secret: str,
+    namespace: str | None,
+    hours: float,
+    now: float | None = None,
+    limiter: RateLimiter | None = None,
 ) -> Session:
     """A session for the key ``secret`` in ``namespace`` (name or id; when empty, ``default``, or for a key
-    limited to namespaces, the first of them); the key's errors (401), a namespace it may not use (403) or
-    that does not exist (404) as the API reports them."""
+    limited to namespaces, the first of them); the key's errors (401: unknown, revoked, expired), a
+    namespace it may not use (403) or that does not exist (404) as the API reports them. With a ``limiter``
+    the attempt counts against the key's rate limit (429)."""
     if not secret.strip():
         raise UnauthorizedError(
             "Enter an API key (sk_live_… or sk_test_…); create one with `siftline keys create`."
         )
     key = keys.authenticate(storage, f"Bearer {secret.strip()}")
+    if limiter is not None:
+        limiter.check(key)
     requested = (namespace or "").strip()
     if not requested:
         usable = usable_namespaces(storage, key, 1) if key.namespaces is not None else []
@@ -99,6 +108,10 @@ def open_session(storage: Storage, value: str | None, now: float | None = None) 
         raise UnauthorizedError(_SIGNED_OUT)
     if key.revoked_at is not None:
         raise UnauthorizedError("The API key of this session was revoked; sign in with another key.")
+    if key.expires_at is not None and key.expires_at.timestamp() <= (time.time() if now is None else now):
+        raise UnauthorizedError(
+            f"The API key of this session expired at {keys.when(key.expires_at)}; sign in with another key."
+        )
     namespace = storage.get_namespace(namespace_id)
     if namespace is None or (key.namespaces is not None and namespace_id not in key.namespaces):
         raise UnauthorizedError(_SIGNED_OUT)

@@ -9,9 +9,11 @@ collection already resolved inside one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -328,3 +330,49 @@ class Storage(
         """Collections and documents in the whole storage, vectors waiting for an index build and the
         builds running (``GET /metrics``). Cheap enough for every scrape: a collection's documents are
         counted again only once a write changed it."""
+
+
+# -- copies of an embedded data directory ---------------------------------------------------------
+
+Progress = Callable[[str, int, int], None]
+"""``progress(step, done, total)``: how far one step of a long copy or check is (``total`` 0: unknown)."""
+
+
+@dataclass
+class Verification:
+    """What a check of a data directory, or of a backup of one, found.
+
+    ``errors``: the copy is damaged or incomplete (restoring it is refused); ``warnings``: worth a look,
+    nothing lost; ``notes``: what a server does with it (e.g. rebuilds an index). ``counts`` is the
+    census: schema version, totals, and per collection its documents and each feature's rows."""
+
+    path: Path
+    backup: bool  # a backup (it has a manifest), or a data directory
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class DataBackups(Protocol):
+    """Copies of an embedded backend's data directory (``storage/sqlite/backup.py``). A backend whose state
+    lives in a database server has none: that server's own tools back it up."""
+
+    def backup(self, data_dir: Path, dest: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Copy ``data_dir`` (served or not: writers go on) into the empty ``dest`` as of one moment, with a
+        manifest of what was copied; returns the manifest."""
+
+    def verify(self, path: Path, progress: Progress | None = None) -> Verification:
+        """Check a data directory, or a backup against its manifest."""
+
+    def in_use(self, data_dir: Path) -> bool:
+        """Whether a process (a server, a CLI command) has the data directory's database open."""
+
+    def restore(self, src: Path, data_dir: Path, progress: Progress | None = None) -> dict[str, Any]:
+        """Put the backup ``src`` in place as ``data_dir``'s database and index files (replacing them);
+        returns what was copied."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from siftline.config import Settings
-from siftline.storage.base import Storage
+from siftline.storage.base import DataBackups, Storage
 
 
 def open_storage(settings: Settings) -> Storage:
@@ -38,3 +38,11 @@ def open_storage(settings: Settings) -> Storage:
         settings.database_path, settings.vectors_dir, settings.sqlite_busy_timeout_ms, config
     )
     return storage
+
+
+def open_backups() -> DataBackups:
+    """Backups of an embedded data directory (PostgreSQL keeps all of Siftline's state in its database,
+    which its own tools back up: docs/POSTGRES.md)."""
+    from siftline.storage.sqlite.backup import SQLiteBackups
+
+    return SQLiteBackups()

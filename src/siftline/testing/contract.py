@@ -24,6 +24,7 @@ import itertools
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -36,6 +37,7 @@ from siftline.errors import AlreadyExistsError, SiftlineError
 from siftline.filters import Node, parse_filter
 from siftline.ids import new_id
 from siftline.models import (
+    UNLIMITED,
     ApiKey,
     Collection,
     Document,
@@ -44,6 +46,7 @@ from siftline.models import (
     Metric,
     Namespace,
     PayloadIndex,
+    Rate,
     SortSpec,
     utcnow,
 )
@@ -307,6 +310,35 @@ class KeyContract(ContractFixtures):
         for i in range(3):
             storage.create_key(*new_key(f"k{i}"))
         assert storage.count_keys() == 3
+
+    # -- expiry and rate limits -------------------------------------------------------------------
+
+    def test_a_key_keeps_its_expiry_and_rate_limit(self, open_storage: OpenStorage) -> None:
+        storage = open_storage()
+        expires = datetime(2027, 1, 31, 0, 0, 0, 123456, tzinfo=UTC)
+        limited, limited_hash = new_key("limited", ("ns_a",))
+        limited = replace(limited, expires_at=expires, rate=Rate(5 / 60, 3))
+        exempt, exempt_hash = new_key("exempt")
+        exempt = replace(exempt, rate=UNLIMITED)
+        plain, plain_hash = new_key("plain")
+        for key, key_hash in ((limited, limited_hash), (exempt, exempt_hash), (plain, plain_hash)):
+            storage.create_key(key, key_hash)
+        for found in (storage, open_storage()):  # and after a restart
+            assert found.key_by_hash(limited_hash) == limited
+            assert found.key_with_hash(limited.key_id) == (limited, limited_hash)
+            assert found.key_by_hash(exempt_hash) == exempt  # no limit at all, apart from "the default"
+            assert found.key_by_hash(plain_hash) == plain
+            assert plain.rate is None and plain.expires_at is None
+            assert {k.key_id: k for k in found.list_keys()} == {k.key_id: k for k in (limited, exempt, plain)}
+
+    def test_revoking_keeps_the_expiry_and_rate_limit(self, storage: Storage) -> None:
+        key, key_hash = new_key()
+        key = replace(key, expires_at=datetime(2030, 6, 1, tzinfo=UTC), rate=Rate(20.0, 40))
+        storage.create_key(key, key_hash)
+        revoked = storage.revoke_key(key.key_id)
+        assert revoked is not None and revoked.revoked_at is not None
+        assert (revoked.expires_at, revoked.rate) == (key.expires_at, key.rate)
+        assert storage.key_by_hash(key_hash) == revoked
 
 
 class NamespaceContract(ContractFixtures):

@@ -22,7 +22,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from siftline.api.ui.render import render
-from siftline.errors import ForbiddenError, NotFoundError, SiftlineError, UnauthorizedError
+from siftline.errors import (
+    ForbiddenError,
+    NotFoundError,
+    SiftlineError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
 from siftline.service import sessions
 from siftline.service.container import Services
 from siftline.service.sessions import Session
@@ -178,10 +184,17 @@ async def login(request: Request) -> Response:
     namespace = form.get("namespace", "")
     try:
         session = await run_in_threadpool(
-            sessions.sign_in, svc.storage, form.get("api_key", ""), namespace, svc.settings.ui_session_hours
+            sessions.sign_in,
+            svc.storage,
+            form.get("api_key", ""),
+            namespace,
+            svc.settings.ui_session_hours,
+            limiter=svc.limiter,  # sign-in attempts count against the key's rate limit
         )
-    except (UnauthorizedError, ForbiddenError, NotFoundError) as exc:
-        return _login_page(request, target, exc.message, exc.status, namespace)
+    except (UnauthorizedError, ForbiddenError, NotFoundError, TooManyRequestsError) as exc:
+        page = _login_page(request, target, exc.message, exc.status, namespace)
+        page.headers.update(exc.headers or {})
+        return page
     response = RedirectResponse(target, status_code=303)
     set_session(response, request, session)
     response.delete_cookie(LOGIN_COOKIE, path=PATH, httponly=True, samesite="strict")

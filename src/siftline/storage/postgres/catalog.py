@@ -8,18 +8,20 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from siftline.errors import AlreadyExistsError
-from siftline.models import ApiKey, Namespace
+from siftline.models import ApiKey, Namespace, Rate
 from siftline.storage.postgres.ann import drop_vectors_tables
 from siftline.storage.postgres.collections import dense_seqs
 from siftline.storage.postgres.db import Database
 from siftline.storage.postgres.values import utc
 
-_KEY_COLS = "key_id, name, prefix, namespaces, created_at, revoked_at"
+_KEY_COLS = (
+    "key_id, name, prefix, namespaces, created_at, revoked_at, expires_at, rate_per_second, rate_burst"
+)
 _NS_COLS = "namespace_id, namespace_name, description, metadata, created_at, updated_at"
 
 
 def _key(row: tuple[Any, ...]) -> ApiKey:
-    key_id, name, prefix, namespaces, created_at, revoked_at = row
+    key_id, name, prefix, namespaces, created_at, revoked_at, expires_at, per_second, burst = row
     return ApiKey(
         key_id=key_id,
         name=name,
@@ -27,6 +29,8 @@ def _key(row: tuple[Any, ...]) -> ApiKey:
         namespaces=tuple(namespaces) if namespaces is not None else None,
         created_at=utc(created_at),  # type: ignore[arg-type]
         revoked_at=utc(revoked_at),
+        expires_at=utc(expires_at),
+        rate=Rate(float(per_second), int(burst or 0)) if per_second is not None else None,
     )
 
 
@@ -44,8 +48,19 @@ class CatalogMixin:
         namespaces = Jsonb(list(key.namespaces)) if key.namespaces is not None else None
         with self.db.write() as conn:
             conn.execute(
-                f"INSERT INTO api_keys(key_hash, {_KEY_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (key_hash, key.key_id, key.name, key.prefix, namespaces, key.created_at, key.revoked_at),
+                f"INSERT INTO api_keys(key_hash, {_KEY_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key_hash,
+                    key.key_id,
+                    key.name,
+                    key.prefix,
+                    namespaces,
+                    key.created_at,
+                    key.revoked_at,
+                    key.expires_at,
+                    key.rate.per_second if key.rate is not None else None,
+                    key.rate.burst if key.rate is not None else None,
+                ),
             )
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:

@@ -254,4 +254,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         DROP TABLE vectors_unpartitioned;
         """,
     ),
+    Migration(
+        7,
+        "key expiry and per-key rate limits",
+        # existing keys keep working: they never expire and take the server's default limit
+        """
+        ALTER TABLE api_keys
+            ADD COLUMN expires_at timestamptz,       -- null: never
+            ADD COLUMN rate_per_second float8,       -- null: the server's default limit; 0: none
+            ADD COLUMN rate_burst integer;
+        """,
+    ),
 )

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from siftline.errors import AlreadyExistsError
-from siftline.models import ApiKey, Collection, Namespace, iso
+from siftline.models import ApiKey, Collection, Namespace, Rate, iso
 from siftline.storage import rows
 from siftline.storage.sqlite import payload_index
 from siftline.storage.sqlite.db import Database
@@ -22,7 +22,7 @@ def _ts(value: str | None) -> datetime | None:
 
 
 def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
-    key_id, name, prefix, namespaces, created_at, revoked_at = row
+    key_id, name, prefix, namespaces, created_at, revoked_at, expires_at, per_second, burst = row
     return ApiKey(
         key_id=key_id,
         name=name,
@@ -30,6 +30,8 @@ def _key(row: sqlite3.Row | tuple[Any, ...]) -> ApiKey:
         namespaces=tuple(json.loads(namespaces)) if namespaces else None,
         created_at=_ts(created_at),  # type: ignore[arg-type]
         revoked_at=_ts(revoked_at),
+        expires_at=_ts(expires_at),
+        rate=Rate(float(per_second), int(burst or 0)) if per_second is not None else None,
     )
 
 
@@ -56,7 +58,9 @@ def _collection(row: tuple[Any, ...]) -> Collection:
     )
 
 
-_KEY_COLS = "key_id, name, prefix, namespaces, created_at, revoked_at"
+_KEY_COLS = (
+    "key_id, name, prefix, namespaces, created_at, revoked_at, expires_at, rate_per_second, rate_burst"
+)
 _NS_COLS = "namespace_id, namespace_name, description, metadata, created_at, updated_at"
 _COL_COLS = (
     "collection_id, namespace_id, collection_name, description, config, created_at, updated_at, write_version"
@@ -82,14 +86,18 @@ class CatalogMixin:
     def create_key(self, key: ApiKey, key_hash: str) -> None:
         with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO api_keys(key_id, name, key_hash, prefix, namespaces, created_at) VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO api_keys(key_hash, {_KEY_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
+                    key_hash,
                     key.key_id,
                     key.name,
-                    key_hash,
                     key.prefix,
                     json.dumps(list(key.namespaces)) if key.namespaces is not None else None,
                     iso(key.created_at),
+                    iso(key.revoked_at) if key.revoked_at is not None else None,
+                    iso(key.expires_at) if key.expires_at is not None else None,
+                    key.rate.per_second if key.rate is not None else None,
+                    key.rate.burst if key.rate is not None else None,
                 ),
             )
 

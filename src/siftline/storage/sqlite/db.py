@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ CREATE TABLE IF NOT EXISTS api_keys (
     prefix TEXT NOT NULL,
     namespaces TEXT,
     created_at TEXT NOT NULL,
-    revoked_at TEXT
+    revoked_at TEXT,
+    expires_at TEXT,                 -- NULL: never
+    rate_per_second REAL,            -- NULL: the server's default limit; 0: none
+    rate_burst INTEGER
 );
 CREATE TABLE IF NOT EXISTS namespaces (
     namespace_id TEXT PRIMARY KEY,
@@ -166,6 +170,8 @@ CREATE TABLE IF NOT EXISTS multi_valued (
 
 CHECKPOINT_WAL_BYTES = 16 << 20
 RESTART_WAL_BYTES = 256 << 20
+TRUNCATE_WAIT_MS = 3000  # how long a TRUNCATE checkpoint may hold writers back waiting for readers
+TRUNCATE_BACKOFF_S = (5.0, 60.0)  # after one gave up: the first and the longest wait before the next
 
 
 def _configure(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -212,6 +218,20 @@ def _add_owner(conn: sqlite3.Connection) -> None:
         conn.commit()
 
 
+_KEY_LIMIT_COLUMNS = (("expires_at", "TEXT"), ("rate_per_second", "REAL"), ("rate_burst", "INTEGER"))
+
+
+def _add_key_limits(conn: sqlite3.Connection) -> None:
+    """Files made before keys had an expiry and a rate limit gain the (empty) columns: their keys keep
+    working, never expiring, under the server's default limit."""
+    present = {r[1] for r in conn.execute("PRAGMA table_info(api_keys)")}
+    missing = [(name, kind) for name, kind in _KEY_LIMIT_COLUMNS if name not in present]
+    for name, kind in missing:
+        conn.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {kind}")
+    if missing:
+        conn.commit()
+
+
 class Database:
     """The database file with its writer and per-thread readers."""
 
@@ -233,6 +253,7 @@ class Database:
             self._writer.commit()
             _migrate_vectors(self._writer)
             _add_owner(self._writer)
+            _add_key_limits(self._writer)
             bm25_rows.migrate_fts(self._writer)
             # Commits never checkpoint (a large batch would pay for copying the WAL into the database
             # and two fsyncs); a background thread checkpoints instead, beside the writer.
@@ -251,15 +272,28 @@ class Database:
         page lookup slowed down with it (ingest fell from 20k to 10k docs/s). Past 256 MiB the
         checkpoint is TRUNCATE instead: it waits for the current write to end, holds the next one back
         while it copies what the passive ones left, and empties the log.
+
+        A TRUNCATE must also wait for every reader of an older snapshot, and writers wait with it. A long
+        read (``siftline backup`` copying a large database inside one snapshot) would hold writes back for
+        the whole busy timeout again and again, so it waits at most ``TRUNCATE_WAIT_MS``; when it gives
+        up, the next TRUNCATE comes 5 s later, then 10, 20 … 60 s (passive checkpoints meanwhile).
         """
         wal = Path(f"{self.path}-wal")
         conn = self._connect()
+        conn.execute(f"PRAGMA busy_timeout = {TRUNCATE_WAIT_MS}")
+        backoff, retry_at = 0.0, 0.0
         try:
             while not self._closing.wait(0.5):
                 with contextlib.suppress(OSError, sqlite3.Error):
                     size = wal.stat().st_size if wal.exists() else 0
-                    if size > RESTART_WAL_BYTES:
-                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    if size > RESTART_WAL_BYTES and time.monotonic() >= retry_at:
+                        try:
+                            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                        except sqlite3.OperationalError:  # the lock could not be had in time
+                            busy = 1
+                        first, longest = TRUNCATE_BACKOFF_S
+                        backoff = min(longest, max(first, 2 * backoff)) if busy else 0.0
+                        retry_at = time.monotonic() + backoff
                     elif size > CHECKPOINT_WAL_BYTES:
                         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
