@@ -155,3 +155,64 @@ def test_every_operation_reaches_the_core_without_errors(
             print(f"  mostly 404: {op} {dict(seen)}")
     assert not problems, "\n".join(problems[:40])
     assert not only_404, "\n".join(only_404)
+
+
+def test_stateful_chains_reach_the_core_without_errors(
+    seeded: tuple[Any, dict[str, str], TestClient],
+) -> None:
+    """The stateful phase: chains of calls linked by the ids one answer gives the next (links that
+    schemathesis infers from the response schemas and path parameters: create → read → update →
+    delete of collections, documents, retrievers, executions, interactions, datasets, evaluations)."""
+    app, _, _ = seeded
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    seen: Counter[str] = Counter()
+    problems: list[str] = []
+
+    class Chains(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": AUTH}
+
+        def before_call(self, case: Any) -> None:
+            if case.query and "namespace" in case.query:
+                case.query["namespace"] = "default"
+            if case.headers:
+                case.headers.pop("X-Namespace", None)
+
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            try:
+                return super().call(case, **kwargs)
+            except (
+                Exception
+            ) as exc:  # the app raised: a server error (in-process, it is not turned into a 500)
+                problems.append(f"{case.method} {case.formatted_path}: raised {exc!r}"[:400])
+                raise
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            seen[f"{case.method.upper()} {case.path} {response.status_code}"] += 1
+            if response.status_code >= 500:
+                problems.append(
+                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
+                )
+                return
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except BaseException as exc:
+                problems.append(f"{case.method} {case.formatted_path}: {str(exc)[:400]}")
+
+    # Runs of at most 30 sequences, as many as the examples ask for: the server keeps what each sequence
+    # made, so a longer run's replays (hypothesis shrinking or exploring) see other bundles and stop with
+    # FlakyStrategyDefinition; a fresh run starts a fresh search (measured: fine at 30, not at 100).
+    per_run = min(max(EXAMPLES // 2, 3), 30)
+    for _ in range(max(1, EXAMPLES // 30)):
+        Chains.run(
+            settings=settings(
+                max_examples=per_run, stateful_step_count=10, deadline=None,
+                suppress_health_check=list(HealthCheck), database=None,
+            )
+        )  # fmt: skip
+    linked = sum(n for key, n in seen.items() if not key.endswith((" 404", " 422", " 400")))
+    print(f"\nstateful: {sum(seen.values())} calls, {linked} answered 2xx/409; problems {len(problems)}")
+    assert not problems, "\n".join(problems[:40])
+    assert linked > 0
