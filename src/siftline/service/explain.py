@@ -12,11 +12,14 @@ from statistics import median
 from typing import Any
 
 from siftline.credits import stage_credits
+from siftline.filters import parse_filter
 from siftline.models import Collection, Namespace, Retriever
 from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import PlannedStage, stored_plan
 from siftline.service.cache import config_of
-from siftline.service.execute import unindexed_field_warnings
+from siftline.service.execute import merge_budgets, unindexed_field_warnings
+from siftline.service.inputs import validate_inputs
+from siftline.service.pagination import parse_page
 from siftline.service.records import Recorder
 from siftline.storage.base import Storage
 
@@ -205,3 +208,13 @@ def keep_analysis(
         "based_on_executions": analysis.get("based_on_executions"),
     }
     recorder.save(record)
+
+
+def check_request(retriever: Retriever, request: dict[str, Any]) -> None:
+    """422 for what an execution of ``retriever`` would refuse in ``request`` (inputs, filters, page,
+    budget), so that explain without ``analyze`` accepts nothing an execution would not."""
+    validate_inputs(retriever.input_schema, request.get("inputs"))
+    if request.get("filters"):
+        parse_filter(request["filters"], ("body", "filters"))
+    parse_page(request)
+    merge_budgets(retriever.budget_limits, request.get("budget_limits"))

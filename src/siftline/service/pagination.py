@@ -17,6 +17,11 @@ from siftline.pipeline.candidates import Candidate, rank_key
 
 MAX_PAGE = 500
 MAX_PAGE_NUMBER = 1_000_000
+PAGINATION_KEYS = {  # what each method reads (the SDK's OffsetPaginationParams, Cursor…, Keyset…)
+    "offset": frozenset({"method", "page_size", "page_number"}),
+    "cursor": frozenset({"method", "limit", "cursor"}),
+    "keyset": frozenset({"method", "limit", "after"}),
+}
 DEFAULT_PAGE = 10
 
 
@@ -46,6 +51,13 @@ def parse_page(body: dict[str, Any]) -> PageRequest:
         raise ValidationError.at(["body", "pagination"], "pagination is {method: offset|cursor|keyset, …}")
     method = raw.get("method") or "offset"
     loc: list[str | int] = ["body", "pagination"]
+    keys = PAGINATION_KEYS.get(method)
+    unknown = sorted(k for k, v in raw.items() if v is not None and keys is not None and k not in keys)
+    if unknown:  # a key the method does not read would be ignored: say so instead
+        raise ValidationError.at(
+            [*loc, unknown[0]],
+            f"{method} pagination takes {', '.join(sorted(keys or ()))}, not {', '.join(unknown)}",
+        )
     if method == "offset":
         number = raw.get("page_number", 1)
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= MAX_PAGE_NUMBER:

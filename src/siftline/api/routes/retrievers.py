@@ -203,6 +203,8 @@ def explain_retriever(
     retriever_id: str, svc: ServicesDep, ns: NamespaceDep, body: ExplainBody | None = None
 ) -> dict[str, Any]:
     retriever = retrievers.get(svc.storage, ns, retriever_id)
+    if body is not None:  # checked as an execution checks them, whether it runs or not
+        explain.check_request(retriever, body.model_dump(exclude_unset=True, exclude={"analyze"}))
     planned = explain.explain(svc.storage, ns, retriever, svc.settings.optimizer_enabled)
     if body is None or not body.analyze:
         return planned

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from siftline.service.pagination import MAX_PAGE
+from siftline.pipeline.plan import MAX_CACHE_TTL_S
+from siftline.service.pagination import MAX_PAGE, MAX_PAGE_NUMBER
+from siftline.service.retrievers import BUDGET_CEILINGS
+
+# Bodies the service validates itself (with messages naming each field), described here with their
+# bounds so the OpenAPI document says what is accepted.
+_SIZE = {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}
+_PAGINATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "object", "title": "OffsetPagination", "additionalProperties": False, "properties": {
+            "method": {"enum": ["offset"]}, "page_size": _SIZE,
+            "page_number": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_NUMBER}}},
+        {"type": "object", "title": "CursorPagination", "additionalProperties": False, "required": ["method"],
+         "properties": {"method": {"enum": ["cursor"]}, "limit": _SIZE, "cursor": {"type": ["string", "null"]}}},
+        {"type": "object", "title": "KeysetPagination", "additionalProperties": False, "required": ["method"],
+         "properties": {"method": {"enum": ["keyset"]}, "limit": _SIZE, "after": {"type": ["object", "null"]}}},
+        {"type": "null"},
+    ]
+}  # fmt: skip
+_BUDGET_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "title": "BudgetLimits",
+            "additionalProperties": False,
+            "properties": {
+                name: {"type": "number", "minimum": 0, "maximum": ceiling}
+                for name, ceiling in BUDGET_CEILINGS.items()
+            },
+        },
+        {"type": "null"},
+    ]
+}
+_CACHE_CONFIG_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "object", "title": "CacheConfig", "additionalProperties": False, "properties": {
+            "enabled": {"type": "boolean"},
+            "ttl_seconds": {"type": "integer", "minimum": 0, "maximum": MAX_CACHE_TTL_S},
+            "cache_stage_names": {"type": "array", "items": {"type": "string"}},
+            "exclude_fields": {"type": "array", "items": {"type": "string"}}}},
+        {"type": "null"},
+    ]
+}  # fmt: skip
+PaginationField = Annotated[dict[str, Any] | None, WithJsonSchema(_PAGINATION_SCHEMA)]
+BudgetField = Annotated[dict[str, Any] | None, WithJsonSchema(_BUDGET_SCHEMA)]
+CacheConfigField = Annotated[dict[str, Any] | None, WithJsonSchema(_CACHE_CONFIG_SCHEMA)]
 
 _STAGE_EXAMPLE = {
     "stage_name": "search",
@@ -39,8 +84,8 @@ class RetrieverCreate(BaseModel):
     input_schema: dict[str, dict[str, Any]] | None = Field(
         None, examples=[{"query": {"type": "text", "required": True}}]
     )
-    budget_limits: dict[str, Any] | None = None
-    cache_config: dict[str, Any] | None = None
+    budget_limits: BudgetField = None
+    cache_config: CacheConfigField = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
 
@@ -52,8 +97,8 @@ class RetrieverPatch(BaseModel):
     description: str | None = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
-    budget_limits: dict[str, Any] | None = None
-    cache_config: dict[str, Any] | None = None
+    budget_limits: BudgetField = None
+    cache_config: CacheConfigField = None
 
 
 class RetrieverClone(BaseModel):
@@ -64,8 +109,8 @@ class RetrieverClone(BaseModel):
     collection_identifiers: list[str] | None = None
     stages: list[dict[str, Any]] | None = None
     input_schema: dict[str, dict[str, Any]] | None = None
-    budget_limits: dict[str, Any] | None = None
-    cache_config: dict[str, Any] | None = None
+    budget_limits: BudgetField = None
+    cache_config: CacheConfigField = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
 
@@ -77,7 +122,7 @@ class ExecuteBody(BaseModel):
     filters: dict[str, Any] | None = Field(
         None, description="A LogicalOperator tree ANDed into every search."
     )
-    pagination: dict[str, Any] | None = Field(
+    pagination: PaginationField = Field(
         None,
         description="{method: offset, page_size, page_number} | {method: cursor, limit, cursor} | "
         "{method: keyset, limit, after}",
@@ -98,7 +143,7 @@ class ExecuteBody(BaseModel):
     optimize: bool = Field(
         True, description="false runs the stages as written, without the optimizer's rewrites."
     )
-    budget_limits: dict[str, Any] | None = None
+    budget_limits: BudgetField = None
 
 
 class ExplainBody(ExecuteBody):
@@ -114,6 +159,6 @@ class AdhocExecuteBody(ExecuteBody):
     collection_ids: list[str] | None = None
     stages: list[dict[str, Any]] = Field(examples=[[_STAGE_EXAMPLE]])
     input_schema: dict[str, dict[str, Any]] | None = None
-    cache_config: dict[str, Any] | None = Field(
+    cache_config: CacheConfigField = Field(
         None, description="{enabled, ttl_seconds, cache_stage_names, exclude_fields}; absent: no caching."
     )
