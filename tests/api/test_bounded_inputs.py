@@ -112,7 +112,6 @@ LOOSE: list[tuple[str, str, dict[str, Any], list[str]]] = [
     ("post", f"{R}/{{retriever_id}}/executions/list", {"offset": 0}, ["offset"]),
     ("post", f"{R}/interactions/list", {"offset": 0}, ["offset"]),
     ("post", f"{R}/interactions/list", {"limit": 5}, ["limit"]),
-    ("post", f"{R}/interactions", {"feature_id": "{first}", "interaction_type": ["click"], "position": 0, "execution_id": "{execution_id}"}, ["position"]),
     ("post", "/v1/collections/c/documents", {"document_id": "z", "vectors": {"v": [1, 0]}}, ["vectors", "v", "0"]),
     ("post", "/v1/collections/c/documents/batch", {"documents": [{"document_id": "z", "vectors": {"v": [1, 0]}}]}, ["documents", "0", "vectors", "v", "0"]),
 ]  # fmt: skip
@@ -184,6 +183,12 @@ BASES: dict[tuple[str, str], Any] = {  # an otherwise valid body for declared fi
     ("post", "/v1/collections"): {"collection_name": "y", "vector_configs": [{"name": "v", "dimension": 2}]},
     ("post", f"{R}/execute"): {"collection_identifiers": ["c"], "stages": SEARCH_LIST},
     ("post", R): {"retriever_name": "b", "collection_identifiers": ["c"], "stages": SEARCH_LIST},
+    ("post", f"{R}/interactions"): {
+        "feature_id": "{first}",
+        "interaction_type": ["click"],
+        "position": 0,
+        "execution_id": "{execution_id}",
+    },
 }
 
 
@@ -212,7 +217,13 @@ def test_every_declared_number_is_bounded(seeded: tuple[TestClient, dict[str, st
                 value, schema["minimum"], schema["maximum"], schema.get("type") == "integer"
             )
             response = _send(
-                client, method, _fill(route, ids), where, path, value, BASES.get((method, route))
+                client,
+                method,
+                _fill(route, ids),
+                where,
+                path,
+                value,
+                _template(BASES.get((method, route)), ids),
             )
             problem = _check(response, field, outside)
             if problem:

@@ -8,11 +8,13 @@ from typing import Annotated, Any, TypeVar
 import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Body, Query, Request
+from pydantic import WithJsonSchema
 
 from siftline.api.bodies import NDJSON, is_ndjson, json_body, write_ndjson
 from siftline.api.deps import CollectionDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES, MAX_OFFSET, OFFSET_HELP, DeleteResponse, paginate
 from siftline.api.schemas.resources import BatchCreateOut, DocumentCountOut, DocumentListBody, DocumentListOut
+from siftline.service.documents import VECTOR_COMPONENT_MAX
 
 router = APIRouter(
     prefix="/v1/collections/{collection_identifier}/documents", tags=["documents"], responses=ERROR_RESPONSES
@@ -41,8 +43,26 @@ _DOC_EXAMPLE = {
     "category": "nutrition",
     "metadata": {"year": 2021},
 }
+# A document as the OpenAPI document describes it: open (user fields at the root), with the bounds of
+# what Siftline reads from it (service/documents.py checks them and names the field when one is off).
+_VECTOR = {
+    "anyOf": [
+        {"type": "array", "minItems": 1, "maxItems": 4096,
+         "items": {"type": "number", "minimum": -VECTOR_COMPONENT_MAX, "maximum": VECTOR_COMPONENT_MAX}},
+        {"type": "string", "description": "base64 of little-endian float32 bytes"},
+    ]
+}  # fmt: skip
+_DOCUMENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {
+        "document_id": {"type": "string"},
+        "vectors": {"type": "object", "additionalProperties": _VECTOR},
+    },
+}
 DocumentBody = Annotated[
     dict[str, Any],
+    WithJsonSchema(_DOCUMENT_SCHEMA),
     Body(
         description="The document: user fields at the root; optional `document_id` and `vectors` "
         '(`{"<vector name>": [numbers]}`).',
@@ -64,7 +84,7 @@ _BATCH_SCHEMA = {
                 "schema": {
                     "type": "object",
                     "required": ["documents"],
-                    "properties": {"documents": {"type": "array", "items": {"type": "object"}}},
+                    "properties": {"documents": {"type": "array", "items": _DOCUMENT_SCHEMA}},
                 },
                 "example": {"documents": [_DOC_EXAMPLE]},
             },

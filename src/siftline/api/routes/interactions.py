@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from pydantic import WithJsonSchema
 
 from siftline.api.deps import NamespaceDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES
@@ -21,7 +22,21 @@ _EXAMPLE = {
     "user_id": "user_1",
     "session_id": "sess_1",
 }
-InteractionBody = Annotated[dict[str, Any], Body(examples=[_EXAMPLE])]
+_INTERACTION_SCHEMA: dict[str, Any] = {  # the service checks each field and names the one that is off
+    "type": "object",
+    "required": ["feature_id", "interaction_type", "position", "execution_id"],
+    "properties": {
+        "feature_id": {"type": "string"},
+        "document_id": {"type": "string"},
+        "interaction_type": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "position": {"type": "integer", "minimum": 0, "maximum": interactions.MAX_POSITION},
+        "execution_id": {"type": "string"},
+        "metadata": {"type": "object"},
+        "user_id": {"type": "string"},
+        "session_id": {"type": "string"},
+    },
+}
+InteractionBody = Annotated[dict[str, Any], WithJsonSchema(_INTERACTION_SCHEMA), Body(examples=[_EXAMPLE])]
 
 
 @router.post("", summary="Record an interaction with a result of an execution")
