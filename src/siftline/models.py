@@ -48,6 +48,10 @@ TEXT_EXTRACTOR_VERSION = "v1"
 TEXT_DENSE_OUTPUT = "all_minilm_l6_v2"  # the dense output of text_extractor@v1
 TEXT_BM25_OUTPUT = "bm25"
 USER_VECTOR_EXTRACTOR = "vectors"
+# The largest vector component accepted, in a document or a query: squares of 4096 such components still add
+# up within float32 range, so norms, dot products and distances never overflow to ±Infinity (as components
+# near 3.4e38 did).
+VECTOR_COMPONENT_MAX = 1e15
 
 
 def utcnow() -> datetime:

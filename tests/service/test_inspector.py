@@ -13,7 +13,7 @@ import pytest
 from siftline.config import Settings
 from siftline.errors import NotFoundError
 from siftline.models import Namespace
-from siftline.service import inspector, namespaces
+from siftline.service import executions, inspector, namespaces
 from siftline.storage.base import Storage
 from siftline.storage.factory import open_storage
 from siftline.testing.records_contract import make_record
@@ -81,9 +81,9 @@ def test_lookups_never_cross_namespaces(storage: Storage, ns: Namespace) -> None
     mine, theirs = make_record(ns, 0), make_record(other, 1)
     for record in (mine, theirs):
         storage.save_execution(record)
-    assert inspector.get_execution(storage, ns, mine.execution_id).execution_id == mine.execution_id
+    assert executions.find_any(storage, ns, mine.execution_id).execution_id == mine.execution_id
     with pytest.raises(NotFoundError):
-        inspector.get_execution(storage, ns, theirs.execution_id)
+        executions.find_any(storage, ns, theirs.execution_id)
     found = inspector.executions_by_id(
         storage, ns, [theirs.execution_id, mine.execution_id, mine.execution_id]
     )

@@ -38,7 +38,7 @@ class Leg:
     index: int
     feature_uri: str
     kind: str
-    hits: Sequence[tuple[Key, float]]
+    hits: list[tuple[Key, float]]
 
 
 def attach_search(

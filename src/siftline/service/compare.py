@@ -19,21 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from siftline.errors import ConflictError, NotFoundError, ValidationError
+from siftline.errors import ConflictError, ValidationError
 from siftline.models import ExecutionRecord, Namespace
 from siftline.service import executions
 from siftline.storage.base import Storage
 
 Key = tuple[str, str]
 RBO_P = 0.9
-
-
-def find(storage: Storage, namespace: Namespace, execution_id: str) -> ExecutionRecord:
-    """A record of this namespace, saved or ad hoc (404 otherwise: another namespace's ids are unknown)."""
-    record = storage.get_execution(namespace.namespace_id, execution_id)
-    if record is None:
-        raise NotFoundError(f"No execution '{execution_id}' in namespace '{namespace.namespace_name}'.")
-    return record
+K_MAX = 10_000  # the deepest overlap@k
 
 
 def ranked(record: ExecutionRecord) -> list[tuple[Key, float | None]]:
@@ -84,19 +77,6 @@ def rbo(a: list[Key], b: list[Key], p: float = RBO_P) -> float:
     return (1 - p) / p * total + ((x_l - x_s) / l + x_s / s) * p**l
 
 
-def _stage_side(stats: dict[str, Any] | None) -> dict[str, Any] | None:
-    if stats is None:
-        return None
-    return {
-        "duration_ms": stats.get("duration_ms", 0.0),
-        "input_count": stats.get("input_count", 0),
-        "output_count": stats.get("output_count", 0),
-        "credits": (stats.get("metadata") or {}).get("credits", 0.0),
-        "stage_cache_hit": bool(stats.get("stage_cache_hit")),
-        "error": stats.get("error"),
-    }
-
-
 def _delta(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> float | int | None:
     if a is None or b is None:
         return None
@@ -105,11 +85,11 @@ def _delta(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str) -> floa
 
 
 def _stages(a: ExecutionRecord, b: ExecutionRecord) -> list[dict[str, Any]]:
-    sa = (a.detail.get("stage_statistics") or {}).get("stages") or {}
-    sb = (b.detail.get("stage_statistics") or {}).get("stages") or {}
+    sa = {r.pop("stage_name"): r for r in executions.stage_rows(a.detail.get("stage_statistics") or {})}
+    sb = {r.pop("stage_name"): r for r in executions.stage_rows(b.detail.get("stage_statistics") or {})}
     rows = []
     for name in [*sa, *(n for n in sb if n not in sa)]:
-        left, right = _stage_side(sa.get(name)), _stage_side(sb.get(name))
+        left, right = sa.get(name), sb.get(name)
         rows.append(
             {
                 "stage_name": name,
@@ -135,9 +115,9 @@ def _side(record: ExecutionRecord) -> dict[str, Any]:
 
 
 def compare(storage: Storage, namespace: Namespace, a_id: str, b_id: str, k: int = 10) -> dict[str, Any]:
-    if not 1 <= k <= 10_000:
-        raise ValidationError.at(["query", "k"], "k is 1-10000")
-    a, b = find(storage, namespace, a_id), find(storage, namespace, b_id)
+    if not 1 <= k <= K_MAX:
+        raise ValidationError.at(["query", "k"], f"k is 1-{K_MAX}")
+    a, b = executions.find_any(storage, namespace, a_id), executions.find_any(storage, namespace, b_id)
     list_a, list_b = ranked(a), ranked(b)
     keys_a, keys_b = [key for key, _ in list_a], [key for key, _ in list_b]
     top_a, top_b = set(keys_a[:k]), set(keys_b[:k])

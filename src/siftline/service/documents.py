@@ -23,14 +23,21 @@ import orjson
 from siftline.errors import BadRequestError, NotFoundError, ValidationError
 from siftline.filters import Node, bind, parse_filter
 from siftline.ids import new_id
-from siftline.models import Collection, Document, DocumentPage, DocumentWrite, Feature, SortSpec, iso, utcnow
+from siftline.models import (
+    VECTOR_COMPONENT_MAX,
+    Collection,
+    Document,
+    DocumentPage,
+    DocumentWrite,
+    Feature,
+    SortSpec,
+    iso,
+    utcnow,
+)
 from siftline.storage.base import Storage
 
 BM25_VERSION = "siftline-bm25-porter-1"  # siftline.storage.text: analysis and formula
 RESERVED_IDS = ("count",)  # GET …/documents/count is a route, so no document may be called that
-# The largest vector component accepted: squares of 4096 such components still add up within float32 range,
-# so norms, dot products and distances never overflow to ±Infinity (as components near 3.4e38 did).
-VECTOR_COMPONENT_MAX = 1e15
 RESERVED = ("document_id", "collection_id", "vectors", "_internal")
 _DOC_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 

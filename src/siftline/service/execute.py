@@ -20,7 +20,7 @@ from siftline.pipeline.context import Budget, Embedder, ExecutionContext
 from siftline.pipeline.optimizer import Optimized, optimize
 from siftline.pipeline.plan import Plan, build_plan, stored_plan
 from siftline.pipeline.runner import Event, RunResult, run_plan
-from siftline.service import cache, retrievers
+from siftline.service import cache, executions, retrievers
 from siftline.service.inputs import validate_inputs
 from siftline.service.pagination import PageRequest, page_window, paginate, parse_page
 from siftline.service.records import Recorder, Tracker, canonical_json
@@ -496,19 +496,7 @@ def explain_plan(response: dict[str, Any], optimized: Optimized) -> dict[str, An
     in the order they ran, time and counts; the optimizer's summary and the plan it ran."""
     stats = response["stage_statistics"]
     return {
-        "stages": [
-            {
-                "stage_name": name,
-                "input_count": s["input_count"],
-                "output_count": s["output_count"],
-                "duration_ms": s["duration_ms"],
-                "credits": (s.get("metadata") or {}).get("credits", 0.0),
-                "stage_cache_hit": s["stage_cache_hit"],
-                "optimized": (s.get("metadata") or {}).get("optimized"),
-                "error": s["error"],
-            }
-            for name, s in stats["stages"].items()
-        ],
+        "stages": executions.stage_rows(stats),
         "total_time_ms": stats["total_time_ms"],
         "credits_used": stats["credits_used"],
         "optimization_applied": optimized.applied,
@@ -517,7 +505,6 @@ def explain_plan(response: dict[str, Any], optimized: Optimized) -> dict[str, An
             {"stage_name": s.name, "stage_id": s.stage_id, "absorbed": [a.name for _, a in s.absorbed]}
             for s in optimized.plan.stages
         ],
-        "lineage": "each document's `lineage`: search legs, fusion and every later stage's change",
     }
 
 

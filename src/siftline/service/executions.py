@@ -95,10 +95,10 @@ def status_view(record: ExecutionRecord) -> dict[str, Any]:
     return out
 
 
-def profile_view(record: ExecutionRecord) -> dict[str, Any]:
-    """Per-stage timings and counts of one run, slowest stage named."""
-    stats = (record.detail.get("stage_statistics") or {}).get("stages") or {}
-    stages = [
+def stage_rows(stage_statistics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each stage that ran, in order: its time, counts, credits, cache hit, optimizer fold and error (the
+    profile of a record, and the ``explain_plan`` of an execution run with ``explain: true``)."""
+    return [
         {
             "stage_name": name,
             "duration_ms": s.get("duration_ms", 0.0),
@@ -106,10 +106,17 @@ def profile_view(record: ExecutionRecord) -> dict[str, Any]:
             "output_count": s.get("output_count", 0),
             "efficiency": s.get("efficiency", 0.0),
             "credits": (s.get("metadata") or {}).get("credits"),
+            "stage_cache_hit": bool(s.get("stage_cache_hit")),
+            "optimized": (s.get("metadata") or {}).get("optimized"),
             "error": s.get("error"),
         }
-        for name, s in stats.items()
+        for name, s in (stage_statistics.get("stages") or {}).items()
     ]
+
+
+def profile_view(record: ExecutionRecord) -> dict[str, Any]:
+    """Per-stage timings and counts of one run, slowest stage named."""
+    stages = stage_rows(record.detail.get("stage_statistics") or {})
     total = sum(s["duration_ms"] for s in stages)
     for s in stages:
         s["share_of_time"] = round(s["duration_ms"] / total, 4) if total else 0.0
@@ -136,6 +143,14 @@ def find(
     ):
         kind = "ad-hoc execution" if retriever_id is None else f"execution of retriever '{retriever_id}'"
         raise NotFoundError(f"No {kind} '{execution_id}' in namespace '{namespace.namespace_name}'.")
+    return record
+
+
+def find_any(storage: Storage, namespace: Namespace, execution_id: str) -> ExecutionRecord:
+    """The record of this namespace, saved or ad hoc, else 404 (another namespace's ids are unknown)."""
+    record = storage.get_execution(namespace.namespace_id, execution_id)
+    if record is None:
+        raise NotFoundError(f"No execution '{execution_id}' in namespace '{namespace.namespace_name}'.")
     return record
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from siftline.errors import NotFoundError
 from siftline.models import ExecutionRecord, Namespace
 from siftline.storage.base import Storage
 
@@ -83,14 +82,6 @@ def list_executions(storage: Storage, namespace: Namespace, query: ListQuery) ->
     return ListPage(
         ordered[query.offset : query.offset + query.limit], min(total, SORT_WINDOW), total > SORT_WINDOW
     )
-
-
-def get_execution(storage: Storage, namespace: Namespace, execution_id: str) -> ExecutionRecord:
-    """The record (saved or ad hoc, with its documents) of this namespace, else 404."""
-    record = storage.get_execution(namespace.namespace_id, execution_id)
-    if record is None:
-        raise NotFoundError(f"No execution '{execution_id}' in namespace '{namespace.namespace_name}'.")
-    return record
 
 
 def executions_by_id(storage: Storage, namespace: Namespace, ids: Sequence[str]) -> list[ExecutionRecord]:

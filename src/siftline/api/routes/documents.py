@@ -14,7 +14,7 @@ from siftline.api.bodies import NDJSON, is_ndjson, json_body, write_ndjson
 from siftline.api.deps import CollectionDep, ServicesDep
 from siftline.api.schemas.common import ERROR_RESPONSES, MAX_OFFSET, OFFSET_HELP, DeleteResponse, paginate
 from siftline.api.schemas.resources import BatchCreateOut, DocumentCountOut, DocumentListBody, DocumentListOut
-from siftline.service.documents import VECTOR_COMPONENT_MAX
+from siftline.models import VECTOR_COMPONENT_MAX
 
 router = APIRouter(
     prefix="/v1/collections/{collection_identifier}/documents", tags=["documents"], responses=ERROR_RESPONSES

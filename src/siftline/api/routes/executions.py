@@ -88,7 +88,7 @@ def compare_executions(
     ns: NamespaceDep,
     a: Annotated[str, Query(description="The first execution id (saved or ad hoc).")],
     b: Annotated[str, Query(description="The second execution id.")],
-    k: Annotated[int, Query(ge=1, le=10_000, description="Depth of overlap@k.")] = 10,
+    k: Annotated[int, Query(ge=1, le=compare.K_MAX, description="Depth of overlap@k.")] = 10,
 ) -> dict[str, Any]:
     return compare.compare(svc.storage, ns, a, b, k)
 
@@ -98,7 +98,7 @@ def compare_executions(
     summary="Run an execution again (its stages, inputs and learned-fusion draw) on today's data",
 )
 def replay_execution(execution_id: str, svc: ServicesDep, ns: NamespaceDep, http: Request) -> Response:
-    record = compare.find(svc.storage, ns, execution_id)
+    record = executions.find_any(svc.storage, ns, execution_id)
     result = svc.executor.replay(ns, record)
     headers = {"X-Execution-Mode": "adhoc"} if record.mode == "adhoc" else None
     return execution_response(result, http, headers)

@@ -15,9 +15,10 @@ from urllib.parse import urlencode
 from siftline.api.ui.ranks import GUTTER_PX, ROW_PX, Line, RankRow, Stub, columns, joining_lines
 from siftline.api.ui.render import NONE, as_dict, as_list, credits, ms, num, signed
 from siftline.api.ui.views import Fact
+from siftline.service import compare
 
 K_CHOICES = (1, 3, 5, 10, 20, 50, 100)
-K_MAX = 10_000
+K_MAX = compare.K_MAX
 SHOWS = {  # filter → (label, statuses kept)
     "all": ("All", ("same", "moved", "new", "dropped")),
     "changed": ("Changed", ("moved", "new", "dropped")),

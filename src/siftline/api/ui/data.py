@@ -54,7 +54,7 @@ def execution_record(
     """The execution's whole record (ExecutionDetail, with ``execution_mode``); ``?download=1`` as a file."""
     svc = request.app.state.services
     try:
-        record = inspector.get_execution(svc.storage, session.namespace, execution_id)
+        record = executions.find_any(svc.storage, session.namespace, execution_id)
     except NotFoundError as exc:
         return _not_found(exc)
     detail = {"execution_mode": record.mode, **executions.execution_detail(record)}

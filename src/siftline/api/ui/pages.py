@@ -99,8 +99,12 @@ def executions_list(request: Request, session: SessionDep) -> Response:
 def load_view(svc: Services, session: Session, execution_id: str, with_results: bool = True) -> ExecutionView:
     """The execution page's view of a record of the session's namespace (NotFoundError otherwise);
     without the results table when only the progress is wanted."""
-    record = inspector.get_execution(svc.storage, session.namespace, execution_id)
-    names = inspector.retriever_names(svc.storage, session.namespace) if record.retriever_id else {}
+    record = executions.find_any(svc.storage, session.namespace, execution_id)
+    retriever = (
+        svc.storage.get_retriever(session.namespace.namespace_id, record.retriever_id)
+        if record.retriever_id
+        else None
+    )
     detail = executions.execution_detail(record)
     if not with_results:
         detail["documents"] = []
@@ -111,8 +115,8 @@ def load_view(svc: Services, session: Session, execution_id: str, with_results: 
         detail,
         mode=record.mode,
         planned=inspector.planned_stages(svc.storage, session.namespace, record),
-        collections=inspector.collection_names(svc.storage, session.namespace),
-        retriever_name=names.get(record.retriever_id or ""),
+        collections=inspector.collection_names(svc.storage, session.namespace) if with_results else {},
+        retriever_name=retriever.retriever_name if retriever else None,
     )
 
 
@@ -155,7 +159,7 @@ def compare_page(
 
 
 def _replay(svc: Services, session: Session, execution_id: str) -> str:
-    record = compare.find(svc.storage, session.namespace, execution_id)
+    record = executions.find_any(svc.storage, session.namespace, execution_id)
     return str(svc.executor.replay(session.namespace, record)["execution_id"])
 
 

@@ -24,7 +24,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from siftline.errors import BadRequestError, ValidationError
 from siftline.filters import MISSING, get_path
-from siftline.models import Collection, Document, Feature
+from siftline.models import VECTOR_COMPONENT_MAX, Collection, Document, Feature
 from siftline.pipeline import learned, lineage, parallel, pushdown
 from siftline.pipeline.candidates import Candidate, rank_key
 from siftline.pipeline.context import ExecutionContext
@@ -35,7 +35,6 @@ from siftline.pipeline.stages.group_by import GroupBy, GroupByParams, group_key
 
 Key = tuple[str, str]  # (collection_id, document_id)
 MAX_TOP_K = 5000  # per search and after fusion; larger requests are clamped and reported in `limits`
-VECTOR_COMPONENT_MAX = 1e15  # as for stored vectors (service/documents.py): no norm or score overflows
 MAX_REQUESTED = 1_000_000  # larger still is a 422: a bound on what a request may ask
 
 
@@ -252,10 +251,9 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             if ctx.explain:
                 lineage.attach_scan(scanned, self.name)
             return self._group(ctx, scanned, p.group_by) if p.group_by else scanned
-        legs: list[list[tuple[Key, float]]] = []
-        weights: list[float] = []
         used: list[str] = []  # the legs' feature URIs (the learned weights are per leg)
-        ran: list[lineage.Leg] = []
+        ran: list[lineage.Leg] = []  # the searches that ran, with their hits
+        weights: list[float] = []
         report: list[dict[str, Any]] = []
 
         def leg(
@@ -271,10 +269,10 @@ class FeatureSearch(Stage[FeatureSearchParams]):
             report.append(info)
             if hits is None:
                 continue
-            legs.append(hits)
             weights.append(search.weight)
             used.append(search.feature_uri if search.feature_uri not in used else f"{search.feature_uri}#{i}")
             ran.append(lineage.Leg(i, search.feature_uri, str(info.get("kind")), hits))
+        legs = [leg.hits for leg in ran]
         examined = {key for leg in legs for key, _ in leg}
         applied: tuple[str, list[float]] | None = None  # the fusion that ran and its weights
         if len(legs) == 1:
