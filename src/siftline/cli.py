@@ -489,7 +489,10 @@ def restore(
     src: Annotated[Path, typer.Argument(help="A backup made by `siftline backup`.")],
     data_dir: DataDir = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace the database and index files of a data directory in use.")
+        bool,
+        typer.Option(
+            "--force", help="Replace the database and index files of a data directory that is not empty."
+        ),
     ] = False,
 ) -> None:
     """Restore a backup as the data directory (after verifying it). A data directory that holds anything is

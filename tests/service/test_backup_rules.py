@@ -179,3 +179,40 @@ def test_restore_takes_only_a_backup(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BackupError, match="is not a directory"):
         backup.restore(_settings(tmp_path / "t"), tmp_path / "nowhere")
     assert not (tmp_path / "t").exists()
+
+
+def test_a_server_opening_the_target_during_the_copy_stops_the_restore_before_the_swap(
+    data_dir: Path, tmp_path: Path, embedder: TextEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-use check before the copy is not enough: a server may open the old database while the
+    backup is copied. The swap takes the file exclusively, so a server's writes never go into a replaced file."""
+    import sqlite3
+
+    from siftline.storage.sqlite.backup import SQLiteBackups
+
+    backup.backup(_settings(data_dir), tmp_path / "backup")
+    target = tmp_path / "target"
+    shutil.copytree(data_dir, target)
+    before = (target / "siftline.db").read_bytes()
+    opened: list[sqlite3.Connection] = []
+    copy = SQLiteBackups._copy_checked
+
+    def copying(self: Any, *args: Any) -> int:
+        if not opened:  # a server starts on the target meanwhile: WAL mode, a shared lock held open
+            conn = sqlite3.connect(target / "siftline.db", isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            opened.append(conn)
+        return int(copy(self, *args))
+
+    monkeypatch.setattr(SQLiteBackups, "_copy_checked", copying)
+    try:
+        with pytest.raises(BackupError, match="while the backup was copied"):
+            backup.restore(_settings(target), tmp_path / "backup", force=True)
+    finally:
+        for conn in opened:
+            conn.close()
+    assert (target / "siftline.db").read_bytes() == before  # the old database, untouched
+    assert not (target / "siftline.db.restoring").exists()

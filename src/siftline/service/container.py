@@ -37,13 +37,13 @@ class Services:
             settings.embed_max_tokens, settings.embed_threads, settings.embed_batch_size
         )
         documents = DocumentService(storage, embedder, settings.max_batch_documents)
-        telemetry = Telemetry(storage.figures)
+        telemetry = Telemetry(storage.figures)  # fed only while GET /metrics is served
         recorder = Recorder(
             storage,
             enabled=settings.record_executions,
             keep_last=settings.retain_documents_last,
             keep_days=settings.retain_documents_days,
-            observer=telemetry.observe_execution,
+            observer=telemetry.observe_execution if settings.metrics_access != "off" else None,
         )
         caches = CacheSettings(
             settings.cache_max_entries, settings.cache_max_bytes, settings.embedding_cache_size

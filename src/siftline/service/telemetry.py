@@ -25,13 +25,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from siftline.models import ExecutionRecord, StorageFigures
+from siftline.pipeline.runner import CREDITS_EXCEEDED, TIME_EXCEEDED
 
 log = logging.getLogger("siftline.telemetry")
 
 UNMATCHED = "unmatched"  # the route label of a request no route matched (a 404)
 UNKNOWN_STAGE = "unknown"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # any other: "other"
-BUDGET_EXCEEDED = "Budget exceeded"  # how the runner's budget stops begin (pipeline/runner.py)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)  # fmt: skip
 
@@ -120,8 +120,8 @@ class Telemetry:
         self.credits.inc(max(0.0, _number(detail.get("credits_used"))))
         self.warnings.inc(len(detail.get("warnings") or ()))
         error = detail.get("error")
-        if isinstance(error, str) and error.startswith(BUDGET_EXCEEDED):
-            self.budget_stops.labels("time" if "time limit" in error else "credits").inc()
+        if error in (CREDITS_EXCEEDED, TIME_EXCEEDED):  # the runner's budget stops
+            self.budget_stops.labels("time" if error == TIME_EXCEEDED else "credits").inc()
         cache_status = detail.get("cache_status")
         if cache_status in ("hit", "miss"):
             self.cache.labels("result", cache_status).inc()

@@ -175,14 +175,22 @@ class Builder:
                     (f for f in cfg["features"] if f["kind"] == "dense" and f["name"] == name), None
                 )
                 if not (feature and feature.get("dimension")) or index_state(conn, seq) == "valid":
+                    self._forget(int(seq))
                     continue
                 try:  # the collection may be deleted meanwhile
                     count = conn.execute(f"SELECT count(*) FROM {vectors_table(seq)}").fetchone()[0]
                 except psycopg.Error:
+                    self._forget(int(seq))
                     continue
                 if count >= self.config.threshold and self._quiet(int(seq), collection_id):
                     due.append((int(seq), int(feature["dimension"]), feature.get("metric")))
         return due
+
+    def _forget(self, seq: int) -> None:
+        """A feature no longer waiting (indexed elsewhere, or deleted): without this the builder woke every
+        second for it, and its old wait would skip the quiet period if it became due again."""
+        with self._guard:
+            self._waiting_since.pop(seq, None)
 
     def _quiet(self, seq: int, collection_id: str) -> bool:
         """Whether feature ``seq``'s writes have paused (or it waited long enough): an index built during

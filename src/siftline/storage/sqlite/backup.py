@@ -34,6 +34,7 @@ import shutil
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -233,17 +234,26 @@ class SQLiteBackups:
     def in_use(self, data_dir: Path) -> bool:
         """Another process holds the database open: a WAL-mode connection keeps a shared lock on the file
         for as long as it is open, so an exclusive lock cannot be had."""
-        path = data_dir / DATABASE
+        with self._held(data_dir / DATABASE) as held:
+            return not held
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _held(path: Path) -> Iterator[bool]:
+        """The database file locked exclusively for the block (True; also when there is no file), or False
+        when another process has it open."""
         if not path.is_file():
-            return False
+            yield True
+            return
         conn = sqlite3.connect(path, isolation_level=None, timeout=0)
         try:
-            conn.execute("PRAGMA locking_mode = EXCLUSIVE")
-            conn.execute("BEGIN EXCLUSIVE")
-            conn.execute("ROLLBACK")
-            return False
-        except sqlite3.OperationalError:
-            return True
+            try:
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+                conn.execute("BEGIN EXCLUSIVE")
+            except sqlite3.OperationalError:
+                yield False
+                return
+            yield True
         finally:
             conn.close()
 
@@ -270,10 +280,19 @@ class SQLiteBackups:
             if isinstance(exc, OSError):
                 raise BackupError(f"Copying {src} into {data_dir} failed: {exc}") from exc
             raise
-        # the old log first: SQLite would replay it onto the restored file
-        for suffix in ("-wal", "-shm", "-journal"):
-            (data_dir / f"{DATABASE}{suffix}").unlink(missing_ok=True)
-        os.replace(staged_db, data_dir / DATABASE)
+        # The copy took a while: a server may have opened the old database meanwhile. Checked again, and
+        # held exclusively through the swap, so nothing writes into a file about to be replaced.
+        with self._held(data_dir / DATABASE) as held:
+            if not held:
+                staged_db.unlink(missing_ok=True)
+                shutil.rmtree(staged_vectors, ignore_errors=True)
+                raise BackupError(
+                    f"A process opened {data_dir / DATABASE} while the backup was copied: stop it and restore again."
+                )
+            # the old log first: SQLite would replay it onto the restored file
+            for suffix in ("-wal", "-shm", "-journal"):
+                (data_dir / f"{DATABASE}{suffix}").unlink(missing_ok=True)
+            os.replace(staged_db, data_dir / DATABASE)
         old = data_dir / f"{VECTORS}.replaced-{secrets.token_hex(3)}"
         if (data_dir / VECTORS).exists():
             os.replace(data_dir / VECTORS, old)
