@@ -37,7 +37,7 @@ async def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-_LIMITED = "siftline.rate_limited"  # set in the request's scope once its key's rate limit was applied
+_KEY = "siftline.api_key"  # the request's key, once authenticated and counted against its rate limit
 
 
 async def api_key(
@@ -48,15 +48,16 @@ async def api_key(
     """The caller's key (401 when missing, unknown, revoked or expired), counted against its rate limit
     (429 with Retry-After when over it): once per request, also when ``hot.py`` hands one to FastAPI. A key
     refused moments ago is refused again before it is read: hammering costs no storage round trip."""
+    known: ApiKey | None = request.scope.get(_KEY)
+    if known is not None:  # hot.py read it and handed the request to FastAPI: not read or counted twice
+        return known
     authorization = request.headers.get("authorization")
-    first = _LIMITED not in request.scope
-    request.scope[_LIMITED] = True
-    key_hash = keys.token_hash(authorization) if first else None
+    key_hash = keys.token_hash(authorization)
     if key_hash is not None:
         svc.limiter.check_refused(key_hash)
-    key = await _blocking(svc, keys.authenticate, svc.storage, authorization)
-    if first:
-        svc.limiter.check(key, key_hash)
+    key = await _blocking(svc, keys.authenticate, svc.storage, authorization, key_hash)
+    svc.limiter.check(key, key_hash)
+    request.scope[_KEY] = key
     return key
 
 

@@ -95,8 +95,9 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     return expires
 
 
-def authenticate(storage: Storage, authorization: str | None) -> ApiKey:
-    """The key behind an ``Authorization: Bearer sk_…`` header, or 401."""
+def authenticate(storage: Storage, authorization: str | None, key_hash: str | None = None) -> ApiKey:
+    """The key behind an ``Authorization: Bearer sk_…`` header, or 401; ``key_hash``: the header's
+    ``token_hash`` when the caller already has it."""
     if not authorization:
         raise UnauthorizedError(
             "Missing API key: send the header 'Authorization: Bearer <key>' (create a key with `siftline keys create`)."
@@ -105,7 +106,7 @@ def authenticate(storage: Storage, authorization: str | None) -> ApiKey:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise UnauthorizedError("Malformed Authorization header: expected 'Authorization: Bearer <key>'.")
-    key = storage.key_by_hash(hash_key(token))
+    key = storage.key_by_hash(key_hash or hash_key(token))
     if key is None:
         raise UnauthorizedError("Invalid API key: check the key, or create one with `siftline keys create`.")
     if key.revoked_at is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class DocumentTally:
@@ -30,3 +31,14 @@ class DocumentTally:
                 kept[collection_id] = found
             self._kept = kept  # deleted collections drop out
             return len(kept), sum(documents for _, documents in kept.values())
+
+    def read(self, conn: Any, placeholder: str) -> tuple[int, int]:
+        """(collections, documents) through a DB-API connection of either backend, inside one snapshot;
+        ``placeholder`` is its parameter mark (``?`` or ``%s``)."""
+        versions = conn.execute("SELECT collection_id, write_version FROM collections").fetchall()
+        return self.total(
+            versions,
+            lambda cid: conn.execute(
+                f"SELECT count(*) FROM documents WHERE collection_id = {placeholder}", (cid,)
+            ).fetchone()[0],
+        )

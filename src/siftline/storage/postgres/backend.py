@@ -67,11 +67,5 @@ class PostgresStorage(
     def figures(self) -> StorageFigures:
         """Nothing is ever pending here: pgvector keeps a built index current on every write."""
         with self.db.read() as conn:  # one snapshot: the versions, then the counts of what moved
-            versions = conn.execute("SELECT collection_id, write_version FROM collections").fetchall()
-            collections, documents = self._tally.total(
-                versions,
-                lambda cid: conn.execute(
-                    "SELECT count(*) FROM documents WHERE collection_id = %s", (cid,)
-                ).fetchone()[0],
-            )
+            collections, documents = self._tally.read(conn, "%s")
         return StorageFigures(collections, documents, vectors_pending=0, index_builds=self._builder.running)

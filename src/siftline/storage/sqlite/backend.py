@@ -85,13 +85,7 @@ class SQLiteStorage(
 
     def figures(self) -> StorageFigures:
         with self.db.read() as conn:  # one snapshot: the versions, then the counts of what moved
-            versions = conn.execute("SELECT collection_id, write_version FROM collections").fetchall()
-            collections, documents = self._tally.total(
-                versions,
-                lambda cid: conn.execute(
-                    "SELECT count(*) FROM documents WHERE collection_id = ?", (cid,)
-                ).fetchone()[0],
-            )
+            collections, documents = self._tally.read(conn, "?")
         statuses = [index.status() for index in list(self._indexes.values())]
         return StorageFigures(
             collections,
